@@ -1,0 +1,3 @@
+from kernel_gossip.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,43 @@
+"""The JSON shapes kernel-gossip prints and sends, defined once.
+
+`kernel-gossip observe --json` prints an ObserveReport; the same ContainerCpuTruth is the
+`kernelTruth` of a KernelWhisper, so the CLI, the webhook and the CRD schema agree.
+"""
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+
+class CamelModel(BaseModel):
+    """Python names in snake_case, JSON and Kubernetes fields in camelCase."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+class ContainerCpuTruth(CamelModel):
+    """What the kernel knows about one container's CPU over a window."""
+
+    cgroup_path: str = Field(description="Relative to the cgroup root.")
+    pod_uid: str | None = Field(description="Kubernetes pod UID, null outside a pod.")
+    container_id: str | None = Field(description="Container ID, null for a plain cgroup.")
+    runtime: str | None = Field(description="Container runtime, null when unknown.")
+    cpu_limit_cores: float | None = Field(ge=0, description="CFS quota / period; null: none.")
+    cpu_usage_cores: float = Field(ge=0, description="Average CPU usage over the window.")
+    nr_periods: int = Field(ge=0, description="CFS periods elapsed in the window.")
+    nr_throttled: int = Field(ge=0, description="Periods in which the cgroup was throttled.")
+    throttled_percent: float = Field(ge=0, le=100, description="100 * nrThrottled / nrPeriods.")
+    throttled_seconds: float = Field(ge=0, description="Time spent throttled in the window.")
+    runqueue_latency_p50_us: float | None = Field(
+        ge=0, description="Median run-queue wait (runnable to running); null: no samples."
+    )
+    runqueue_latency_p99_us: float | None = Field(
+        ge=0, description="99th percentile run-queue wait; null: no samples."
+    )
+    involuntary_switches: int = Field(ge=0, description="Switched out while still runnable.")
+
+
+class ObserveReport(CamelModel):
+    window_seconds: float = Field(gt=0)
+    containers: list[ContainerCpuTruth]

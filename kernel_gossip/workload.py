@@ -1,0 +1,128 @@
+"""CPU workloads in cgroups of their own, for the demo and the tests.
+
+A workload cgroup is made the way runc makes a container's on this kind of host: in the
+cpu and cpuacct hierarchies (v1) and mirrored in cgroup2 when it is mounted, so the
+kernel's cgroup id identifies it as it would identify a container.
+"""
+
+import contextlib
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+from kernel_gossip.cgroupfs import CgroupFs
+from kernel_gossip.cgroups import CgroupMode
+
+BUSY_LOOP = ["/bin/sh", "-c", "while :; do :; done"]
+
+
+def bursty_loop(busy_ms: int, idle_ms: int) -> list[str]:
+    """A process that burns a CPU for busy_ms, then sleeps idle_ms, forever."""
+    code = (
+        "import time\n"
+        "while True:\n"
+        f"    end = time.monotonic() + {busy_ms / 1000}\n"
+        "    while time.monotonic() < end: pass\n"
+        f"    time.sleep({idle_ms / 1000})\n"
+    )
+    return ["/usr/bin/python3", "-c", code]
+
+
+class CgroupWorkload:
+    """A cgroup (optionally CPU-limited) and the processes started in it; removed on close."""
+
+    def __init__(
+        self,
+        fs: CgroupFs,
+        path: str,
+        limit_cores: float | None = None,
+        period_us: int = 100_000,
+        mirror_v2: bool = True,
+    ) -> None:
+        self.fs = fs
+        self.path = "/" + path.strip("/")
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self._dirs = self._hierarchy_dirs(mirror_v2)
+        for directory in self._dirs:
+            directory.mkdir(parents=True, exist_ok=True)
+        if limit_cores is not None:
+            self._set_limit(limit_cores, period_us)
+
+    def _hierarchy_dirs(self, mirror_v2: bool) -> list[Path]:
+        rel = self.path.lstrip("/")
+        if self.fs.mode is CgroupMode.V2:
+            return [self.fs.cpu_root / rel]
+        dirs = [Path(self.fs.mounts.v1[c]) / rel for c in ("cpu", "cpuacct")]
+        dirs = list(dict.fromkeys(dirs))  # co-mounted cpu,cpuacct is one directory
+        if mirror_v2 and self.fs.unified_root is not None:
+            dirs.append(self.fs.unified_root / rel)
+        return dirs
+
+    def _set_limit(self, cores: float, period_us: int) -> None:
+        quota = round(cores * period_us)
+        cpu = self.fs.dir(self.path)
+        if self.fs.mode is CgroupMode.V2:
+            (cpu / "cpu.max").write_text(f"{quota} {period_us}")
+        else:
+            (cpu / "cpu.cfs_period_us").write_text(str(period_us))
+            (cpu / "cpu.cfs_quota_us").write_text(str(quota))
+
+    def start(self, argv: Sequence[str], count: int = 1) -> None:
+        """Start `count` processes that join the cgroup before they exec."""
+        procs_files = [str(d / "cgroup.procs") for d in self._dirs]
+
+        def join() -> None:
+            for name in procs_files:
+                with open(name, "w") as procs:
+                    procs.write("0")
+
+        for _ in range(count):
+            self.processes.append(
+                subprocess.Popen(
+                    list(argv),
+                    preexec_fn=join,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+
+    def close(self) -> None:
+        for process in self.processes:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGKILL)
+        for process in self.processes:
+            process.wait(timeout=10)
+        for directory in reversed(self._dirs):
+            _remove_cgroup_tree(directory)
+
+    def __enter__(self) -> "CgroupWorkload":
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _remove_cgroup_tree(directory: Path) -> None:
+    """rmdir a cgroup and its empty parents we made; retried while the kernel releases it."""
+    for _ in range(50):
+        try:
+            directory.rmdir()
+        except FileNotFoundError:
+            break
+        except OSError:
+            time.sleep(0.05)
+            continue
+        break
+    parent = directory.parent
+    with contextlib.suppress(OSError):
+        if not any(p.is_dir() for p in parent.iterdir()):
+            parent.rmdir()
