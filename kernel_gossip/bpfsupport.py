@@ -51,7 +51,9 @@ def load(program: str, defines: dict[str, int | None]) -> Any:
     check_prerequisites()
     from bcc import BPF
 
-    cflags = [f"-D{name}" if value is None else f"-D{name}={value}" for name, value in defines.items()]
+    cflags = [
+        f"-D{name}" if value is None else f"-D{name}={value}" for name, value in defines.items()
+    ]
     try:
         return BPF(src_file=str(bpf_source(program)).encode(), cflags=cflags)
     except Exception as error:  # BCC raises bare Exceptions for compile and load failures

@@ -231,9 +231,7 @@ class CpuCounters:
     quota: CpuQuota | None
 
 
-def counters_v1(
-    cpu_stat: str, quota_us: str, period_us: str, cpuacct_usage: str
-) -> CpuCounters:
+def counters_v1(cpu_stat: str, quota_us: str, period_us: str, cpuacct_usage: str) -> CpuCounters:
     stat = parse_flat_keyed(cpu_stat)
     return CpuCounters(
         nr_periods=stat.get("nr_periods", 0),

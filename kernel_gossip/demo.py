@@ -36,7 +36,7 @@ def register(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
         raise UserError("the demo creates cgroups and loads BPF: run it as root")
-    if not 0 < args.limit <= os.cpu_count() or not 1 <= args.workers <= 64:  # type: ignore[operator]
+    if not 0 < args.limit <= (os.cpu_count() or 1) or not 1 <= args.workers <= 64:
         raise UserError("--limit must be within (0, CPUs] cores and --workers within [1, 64]")
     console = Console()
     fs = CgroupFs.detect()
@@ -56,7 +56,11 @@ def run(args: argparse.Namespace) -> int:
 def contrast(truth: ContainerCpuTruth) -> str:
     """The dashboard's average next to the kernel's view, each figure as measured."""
     limit = truth.cpu_limit_cores
-    share = f" = {100 * truth.cpu_usage_cores / limit:.0f}% of its {limit:g}-core limit" if limit else ""
+    share = (
+        f" = {100 * truth.cpu_usage_cores / limit:.0f}% of its {limit:g}-core limit"
+        if limit
+        else ""
+    )
     p99 = truth.runqueue_latency_p99_us
     wait = f", run-queue wait p99 {p99 / 1000:.1f} ms" if p99 is not None else ""
     return (

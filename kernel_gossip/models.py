@@ -4,6 +4,9 @@
 `kernelTruth` of a KernelWhisper, so the CLI, the webhook and the CRD schema agree.
 """
 
+from datetime import datetime
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
@@ -41,3 +44,37 @@ class ContainerCpuTruth(CamelModel):
 class ObserveReport(CamelModel):
     window_seconds: float = Field(gt=0)
     containers: list[ContainerCpuTruth]
+
+
+NamespaceKind = Literal["mnt", "uts", "ipc", "pid", "net", "cgroup", "user", "time"]
+
+
+class TimelinePhase(CamelModel):
+    """One step of a birth: when it started (ms after the runtime started) and its syscalls."""
+
+    phase: str
+    offset_ms: float = Field(ge=0)
+    count: int = Field(ge=0)
+
+
+class ContainerBirth(CamelModel):
+    """The measured syscall cascade of one container start (`kernel-gossip births --json`)."""
+
+    container_id: str
+    pod_uid: str | None
+    cgroup_path: str
+    runtime: str
+    started_at: datetime
+    duration_ms: float = Field(ge=0)
+    total_syscalls: int = Field(ge=0)
+    syscalls: dict[str, int]
+    namespace_operations: int = Field(ge=0)
+    namespaces_created: list[NamespaceKind]
+    mounts: int = Field(ge=0)
+    cgroup_writes: int = Field(ge=0)
+    execs: int = Field(ge=0)
+    timeline: list[TimelinePhase]
+
+
+class BirthsReport(CamelModel):
+    births: list[ContainerBirth]

@@ -95,7 +95,9 @@ def report_table(report: ObserveReport) -> Table:
         "run-queue p99",
         "involuntary",
     ):
-        table.add_column(column, justify="left" if column.startswith(("cgroup", "pod")) else "right")
+        table.add_column(
+            column, justify="left" if column.startswith(("cgroup", "pod")) else "right"
+        )
     for c in report.containers:
         table.add_row(
             c.cgroup_path,
