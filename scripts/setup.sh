@@ -21,6 +21,7 @@ kernel="$(uname -r)"
 packages=(
     python3-bpfcc python3-venv python3-dev strace
     "linux-headers-$arch"
+    runc crun busybox-static
 )
 
 missing=()
