@@ -10,16 +10,17 @@ import argparse
 import os
 from typing import Any
 
-from rich.console import Console
-
 from kernel_gossip.cgroupfs import CgroupFs
 from kernel_gossip.errors import UserError
 from kernel_gossip.models import ContainerCpuTruth
-from kernel_gossip.observe_cli import observe_with_progress, report_table
+from kernel_gossip.observe_cli import observe_with_progress, report_table, wide_console
 from kernel_gossip.workload import CgroupWorkload, bursty_loop
 
 METRICS_WINDOW_SECONDS = 15.0
 DEMO_CGROUP = "/kernel-gossip-demo/bursty"
+# Bursts of 4 workers x 40 ms every ~400 ms: an average well under the limit, while
+# each burst wants more CPU than one CFS period's quota allows.
+BUSY_MS, IDLE_MS = 40, 360
 
 
 def register(commands: Any) -> None:
@@ -38,14 +39,15 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("the demo creates cgroups and loads BPF: run it as root")
     if not 0 < args.limit <= (os.cpu_count() or 1) or not 1 <= args.workers <= 64:
         raise UserError("--limit must be within (0, CPUs] cores and --workers within [1, 64]")
-    console = Console()
+    console = wide_console()
     fs = CgroupFs.detect()
     console.print(
-        f"Starting {args.workers} bursty workers (30 ms busy, 120 ms idle) in {DEMO_CGROUP} "
+        f"Starting {args.workers} bursty workers ({BUSY_MS} ms busy, {IDLE_MS} ms idle) in "
+        f"{DEMO_CGROUP} "
         f"with a CPU limit of {args.limit} cores; observing {METRICS_WINDOW_SECONDS:.0f} s."
     )
     with CgroupWorkload(fs, DEMO_CGROUP, limit_cores=args.limit) as workload:
-        workload.start(bursty_loop(busy_ms=30, idle_ms=120), count=args.workers)
+        workload.start(bursty_loop(busy_ms=BUSY_MS, idle_ms=IDLE_MS), count=args.workers)
         report = observe_with_progress([DEMO_CGROUP], False, METRICS_WINDOW_SECONDS)
     console.print(report_table(report))
     console.print(contrast(report.containers[0]))

@@ -65,7 +65,7 @@ def resolve_targets(fs: CgroupFs, paths: Iterable[str], every: bool) -> list[Tar
         chosen.append(rel)
     if every:
         chosen.extend(_interesting_cgroups(fs))
-    if not chosen:
+    if not chosen and not every:
         raise UserError("nothing to observe: name a cgroup with --cgroup PATH, or use --all")
     unique = list(dict.fromkeys(chosen))
     if len(unique) > MAX_TARGETS:
@@ -127,6 +127,7 @@ class Observation:
         self._started = 0.0
         self._counters: dict[int, CpuCounters] = {}
         self._samples: dict[int, TargetSample] = {}
+        self.window_samples: dict[int, TargetSample] = {}  # per target index, set by end()
         self.refresh()
 
     def refresh(self) -> None:
@@ -167,6 +168,7 @@ class Observation:
             runqueue = samples.get(target.index, TargetSample()).since(
                 self._samples.get(target.index, TargetSample())
             )
+            self.window_samples[target.index] = runqueue
             containers.append(container_truth(target, delta, runqueue))
         return ObserveReport(window_seconds=window, containers=containers)
 

@@ -1,6 +1,7 @@
 """CLI of `kernel-gossip observe`: arguments, progress, the table and the JSON."""
 
 import argparse
+import sys
 from typing import Any
 
 from rich.console import Console
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(report.model_dump_json(by_alias=True))
     else:
-        Console().print(report_table(report))
+        wide_console().print(report_table(report))
     return 0
 
 
@@ -61,6 +62,11 @@ def observe_with_progress(paths: list[str], every: bool, duration: float) -> Obs
     ) as progress:
         task = progress.add_task("observe", total=duration)
         return observe(paths, every, duration, lambda done: progress.update(task, completed=done))
+
+
+def wide_console() -> Console:
+    """The terminal's width, or wide enough for full cgroup paths when piped."""
+    return Console() if sys.stdout.isatty() else Console(width=1000)
 
 
 def _cores(value: float | None) -> str:

@@ -44,7 +44,7 @@ class RunqueueProbe:
 
     def set_targets(self, keys: dict[int, int]) -> None:
         """Key (cgroup id or tgid) -> target index; replaces the previous set."""
-        table = self._bpf["targets"]
+        table = self._bpf[b"targets"]
         for key in list(table.keys()):
             if key.value not in keys:
                 del table[key]
@@ -53,21 +53,21 @@ class RunqueueProbe:
 
     def seed_tasks(self, tids: dict[int, int]) -> None:
         """Threads already in a target, so their first wait is attributed too."""
-        table = self._bpf["task_target"]
+        table = self._bpf[b"task_target"]
         for tid, index in tids.items():
             table[table.Key(tid)] = table.Leaf(index)
 
     def sample(self) -> dict[int, TargetSample]:
         samples: dict[int, TargetSample] = {}
-        for key, count in self._bpf["latency_us"].items():
+        for key, count in self._bpf[b"latency_us"].items():
             target = samples.setdefault(key.target, TargetSample())
             target.latency_slots[key.slot] = count.value
-        for table_name in ("wait_ns", "involuntary"):
+        for table_name in (b"wait_ns", b"involuntary"):
             for key, value in self._bpf[table_name].items():
                 if value.value == 0:
                     continue
                 target = samples.setdefault(key.value, TargetSample())
-                if table_name == "wait_ns":
+                if table_name == b"wait_ns":
                     target.wait_ns = value.value
                 else:
                     target.involuntary_switches = value.value

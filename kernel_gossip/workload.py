@@ -46,8 +46,11 @@ class CgroupWorkload:
         self.path = "/" + path.strip("/")
         self.processes: list[subprocess.Popen[bytes]] = []
         self._dirs = self._hierarchy_dirs(mirror_v2)
+        self._created: list[Path] = []  # every directory we made, parents first
         for directory in self._dirs:
+            missing = [d for d in (directory, *directory.parents) if not d.exists()]
             directory.mkdir(parents=True, exist_ok=True)
+            self._created.extend(reversed(missing))
         if limit_cores is not None:
             self._set_limit(limit_cores, period_us)
 
@@ -96,8 +99,8 @@ class CgroupWorkload:
                 process.send_signal(signal.SIGKILL)
         for process in self.processes:
             process.wait(timeout=10)
-        for directory in reversed(self._dirs):
-            _remove_cgroup_tree(directory)
+        for directory in reversed(self._created):
+            _remove_cgroup(directory)
 
     def __enter__(self) -> "CgroupWorkload":
         return self
@@ -111,18 +114,13 @@ class CgroupWorkload:
         self.close()
 
 
-def _remove_cgroup_tree(directory: Path) -> None:
-    """rmdir a cgroup and its empty parents we made; retried while the kernel releases it."""
-    for _ in range(50):
+def _remove_cgroup(directory: Path) -> None:
+    """rmdir a cgroup, retried while the kernel releases the processes just killed."""
+    for _ in range(100):
         try:
             directory.rmdir()
+            return
         except FileNotFoundError:
-            break
+            return
         except OSError:
             time.sleep(0.05)
-            continue
-        break
-    parent = directory.parent
-    with contextlib.suppress(OSError):
-        if not any(p.is_dir() for p in parent.iterdir()):
-            parent.rmdir()

@@ -1,0 +1,216 @@
+"""`observe` against the kernel's own counters, on real cgroups and processes.
+
+Ground truth is read here straight from the files (cpu.stat, cpuacct.usage,
+/proc/PID/schedstat, /proc/PID/status), right before the window opens and right after it
+closes, independently of kernel_gossip's parsing.
+"""
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from kernel_gossip.cgroupfs import CgroupFs
+from kernel_gossip.cgroups import CgroupMode
+from kernel_gossip.models import ContainerCpuTruth, ObserveReport
+from kernel_gossip.observe import Observation, resolve_targets
+from kernel_gossip.runqueue import KeyMode, TargetSample
+from kernel_gossip.workload import BUSY_LOOP, CgroupWorkload
+
+pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("kernel_prereqs")]
+
+WINDOW_SECONDS = 5.0
+ROOT = f"/kernel-gossip-test-{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class Truth:
+    """Raw kernel counters of one cgroup and its processes at one instant."""
+
+    at: float
+    nr_periods: int
+    nr_throttled: int
+    throttled_ns: int
+    usage_ns: int
+    run_delay_ns: int
+    nonvoluntary_switches: int
+
+
+def read_truth(fs: CgroupFs, workload: CgroupWorkload) -> Truth:
+    rel = workload.path.lstrip("/")
+    if fs.mode is CgroupMode.V2:
+        stat = _keyed(fs.cpu_root / rel / "cpu.stat")
+        throttled_ns, usage_ns = stat["throttled_usec"] * 1000, stat["usage_usec"] * 1000
+    else:
+        stat = _keyed(Path(fs.mounts.v1["cpu"]) / rel / "cpu.stat")
+        throttled_ns = stat["throttled_time"]
+        usage_ns = int((Path(fs.mounts.v1["cpuacct"]) / rel / "cpuacct.usage").read_text())
+    run_delay = switches = 0
+    for process in workload.processes:
+        run_delay += int(Path(f"/proc/{process.pid}/schedstat").read_text().split()[1])
+        status = _keyed(Path(f"/proc/{process.pid}/status"), separator=":")
+        switches += status["nonvoluntary_ctxt_switches"]
+    return Truth(
+        at=time.monotonic(),
+        nr_periods=stat.get("nr_periods", 0),
+        nr_throttled=stat.get("nr_throttled", 0),
+        throttled_ns=throttled_ns,
+        usage_ns=usage_ns,
+        run_delay_ns=run_delay,
+        nonvoluntary_switches=switches,
+    )
+
+
+def _keyed(path: Path, separator: str | None = None) -> dict[str, int]:
+    values = {}
+    for line in path.read_text().splitlines():
+        key, _, value = line.partition(separator) if separator else line.partition(" ")
+        if value.strip().isdigit():
+            values[key.strip()] = int(value.strip())
+    return values
+
+
+@dataclass
+class Measured:
+    report: ObserveReport
+    samples: dict[int, TargetSample]
+    mode: KeyMode
+    before: list[Truth]
+    after: list[Truth]
+
+    def container(self, index: int) -> ContainerCpuTruth:
+        return self.report.containers[index]
+
+
+def measure(fs: CgroupFs, workloads: list[CgroupWorkload]) -> Measured:
+    time.sleep(0.5)  # let the processes start and join their cgroups
+    targets = resolve_targets(fs, [w.path for w in workloads], every=False)
+    with Observation(fs, targets) as observation:
+        before = [read_truth(fs, w) for w in workloads]
+        observation.begin()
+        time.sleep(WINDOW_SECONDS)
+        report = observation.end()
+        after = [read_truth(fs, w) for w in workloads]
+        return Measured(report, observation.window_samples, observation.mode, before, after)
+
+
+@pytest.fixture(scope="module")
+def fs() -> CgroupFs:
+    return CgroupFs.detect()
+
+
+MakeWorkload = Callable[..., CgroupWorkload]
+
+
+@pytest.fixture
+def make_workload(fs: CgroupFs) -> Iterator[MakeWorkload]:
+    """Workload cgroups under this test run's root, all removed afterwards."""
+    made: list[CgroupWorkload] = []
+
+    def make(name: str, limit_cores: float | None = None, mirror_v2: bool = True) -> CgroupWorkload:
+        workload = CgroupWorkload(fs, f"{ROOT}/{name}", limit_cores, mirror_v2=mirror_v2)
+        made.append(workload)
+        return workload
+
+    yield make
+    for workload in made:
+        workload.close()
+
+
+def assert_matches_truth(measured: Measured, index: int) -> None:
+    """Throttling within 2 points, usage within 3% of the kernel's counters."""
+    container = measured.container(index)
+    before, after = measured.before[index], measured.after[index]
+    periods = after.nr_periods - before.nr_periods
+    throttled = after.nr_throttled - before.nr_throttled
+    truth_percent = 100.0 * throttled / periods if periods else 0.0
+    assert abs(container.throttled_percent - truth_percent) <= 2.0
+    truth_usage = (after.usage_ns - before.usage_ns) / 1e9 / (after.at - before.at)
+    assert container.cpu_usage_cores == pytest.approx(truth_usage, rel=0.03, abs=0.005)
+    truth_throttled_s = (after.throttled_ns - before.throttled_ns) / 1e9
+    assert container.throttled_seconds == pytest.approx(truth_throttled_s, rel=0.1, abs=0.05)
+
+
+def assert_runqueue_matches_schedstat(measured: Measured, index: int) -> None:
+    """Involuntary switches match the kernel's per-task counters, and the summed wait of
+    the histogram matches schedstat's run_delay (time spent waiting on a run queue)."""
+    before, after = measured.before[index], measured.after[index]
+    sample = measured.samples[index]
+    truth_switches = after.nonvoluntary_switches - before.nonvoluntary_switches
+    assert sample.involuntary_switches == pytest.approx(truth_switches, rel=0.1, abs=5)
+    assert measured.container(index).involuntary_switches == sample.involuntary_switches
+    truth_wait = after.run_delay_ns - before.run_delay_ns
+    assert sample.wait_ns == pytest.approx(truth_wait, rel=0.1, abs=20_000_000)
+
+
+@pytest.mark.slow
+def test_quota_two_busy_loops(fs: CgroupFs, make_workload: MakeWorkload) -> None:
+    throttled = make_workload("throttled", limit_cores=0.2)
+    throttled.start(BUSY_LOOP, count=2)
+    measured = measure(fs, [throttled])
+    container = measured.container(0)
+    assert measured.mode is (KeyMode.CGROUP_ID if fs.unified_root else KeyMode.TGID)
+    assert container.cgroup_path == throttled.path
+    assert container.cpu_limit_cores == pytest.approx(0.2)
+    assert container.throttled_percent > 50  # two loops want 2 cores, the quota gives 0.2
+    assert_matches_truth(measured, 0)
+    assert container.runqueue_latency_p99_us is not None
+    assert container.runqueue_latency_p99_us > 10_000  # a throttled task waits a period
+    assert_runqueue_matches_schedstat(measured, 0)
+
+
+@pytest.mark.slow
+def test_no_quota_one_busy_loop(fs: CgroupFs, make_workload: MakeWorkload) -> None:
+    free = make_workload("free")
+    free.start(BUSY_LOOP, count=1)
+    measured = measure(fs, [free])
+    container = measured.container(0)
+    assert container.cpu_limit_cores is None
+    assert container.throttled_percent == 0
+    assert container.nr_throttled == 0
+    assert container.cpu_usage_cores > 0.8  # one loop, one core of two, nothing else limits it
+    assert_matches_truth(measured, 0)
+    assert_runqueue_matches_schedstat(measured, 0)
+
+
+@pytest.mark.slow
+def test_several_containers_are_not_mixed_up(fs: CgroupFs, make_workload: MakeWorkload) -> None:
+    tight = make_workload("tight", limit_cores=0.1)
+    tight.start(BUSY_LOOP, count=2)
+    half = make_workload("half", limit_cores=0.5)
+    half.start(BUSY_LOOP, count=1)
+    idle = make_workload("idle")
+    idle.start(["/bin/sleep", "3600"], count=1)
+    measured = measure(fs, [tight, half, idle])
+    limits = [c.cpu_limit_cores for c in measured.report.containers]
+    assert limits == [pytest.approx(0.1), pytest.approx(0.5), None]
+    for index in range(3):
+        assert_matches_truth(measured, index)
+        assert_runqueue_matches_schedstat(measured, index)
+    assert measured.container(0).cpu_usage_cores == pytest.approx(0.1, abs=0.02)
+    assert measured.container(1).cpu_usage_cores == pytest.approx(0.5, abs=0.05)
+    assert measured.container(2).cpu_usage_cores < 0.01
+    assert measured.container(2).involuntary_switches == 0
+    assert measured.container(2).runqueue_latency_p99_us is None  # it never became runnable
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    CgroupFs.detect().mode is not CgroupMode.HYBRID, reason="hybrid hosts only: v1 without v2"
+)
+def test_cgroup_without_v2_mirror_is_keyed_by_pid(
+    fs: CgroupFs, make_workload: MakeWorkload
+) -> None:
+    """What pure-v1 hosts get: the probe keys by process and user space maps pids."""
+    v1_only = make_workload("v1-only", limit_cores=0.2, mirror_v2=False)
+    v1_only.start(BUSY_LOOP, count=2)
+    measured = measure(fs, [v1_only])
+    assert measured.mode is KeyMode.TGID
+    container = measured.container(0)
+    assert_matches_truth(measured, 0)
+    assert container.runqueue_latency_p99_us is not None
+    assert container.runqueue_latency_p99_us > 10_000
+    assert_runqueue_matches_schedstat(measured, 0)
