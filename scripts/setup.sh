@@ -22,6 +22,7 @@ packages=(
     python3-bpfcc python3-venv python3-dev strace
     "linux-headers-$arch"
     runc crun busybox-static
+    containerd containernetworking-plugins debootstrap iptables
 )
 
 missing=()
