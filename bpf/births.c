@@ -1,0 +1,564 @@
+// Container births: the syscall cascade of one OCI runtime invocation (runc, crun, ...),
+// from the runtime's exec to the exec of the container's entrypoint.
+//
+// Tracepoints only. A birth starts when a task that is not tracked execs a program whose
+// comm is one of `runtimes` (sched_process_exec). From then on that task and every task it
+// forks, threads and processes alike (sched_process_fork), are tracked by thread id until
+// they exit. raw_syscalls:sys_enter counts each tracked task's syscalls per number; the
+// per-syscall tracepoints below see namespace operations (clone, clone3, unshare, setns),
+// the mount family, root switches (pivot_root, chroot) and execs. A tracked task that
+// switched into the container's root, or descends from one that did, and then execs
+// successfully is the container's entrypoint: the birth is over, and its tasks are forgotten
+// on their next syscall or exit. The container is the cgroup its init joins
+// (cgroup:cgroup_attach_task of a tracked task), resolved in user space.
+//
+// Cgroup writes are writes to file descriptors that a tracked process opened under
+// CGROUP_ROOT, directly or relative to a directory descriptor opened there (runc opens
+// /sys/fs/cgroup once and openat2()s below it). Descriptors are known per process (tgid);
+// dup()ed or inherited ones are not followed.
+//
+// Per-event cost: a task that is not tracked pays one hash lookup in raw_syscalls:sys_enter,
+// and one in the per-syscall tracepoints, which fire only for those rare syscalls. Rare
+// lifecycle events (birth start, cgroup attach, namespace operation, entrypoint exec,
+// cgroup mkdir) reach user space through a ring buffer; counts stay in maps.
+//
+// User space defines: MAX_TASKS, MAX_BIRTHS, MAX_COUNTS, PATH_LEN, the PHASE_* indices and
+// N_PHASES, the EVENT_* and OP_* codes, the running architecture's syscall numbers NR_*
+// (NR_OPEN is -1 where there is no open(2)), and HAVE_<tracepoint> for the optional ones.
+
+#define COMM_LEN 16
+#define CGROUP_ROOT "/sys/fs/cgroup"
+#define CGROUP_ROOT_LEN 14
+#define AT_FDCWD_FD ((u32)-100)
+// CLONE_NEW* flags: ns, cgroup, uts, ipc, user, pid, net; time (0x80) only for clone3 and
+// unshare, where clone() keeps its exit signal in the low byte.
+#define CLONE_NEW_MASK 0x7e020000ULL
+#define CLONE_NEWTIME 0x80ULL
+
+struct comm_key {
+    char name[COMM_LEN];
+};
+
+struct task_info {
+    u32 serial;     // the birth this task works for
+    u32 in_rootfs;  // it, or an ancestor, switched into the container's root
+};
+
+struct birth {
+    u64 start_ns;
+    u64 end_ns;
+    u64 milestone_ns[N_PHASES];     // when each phase was first reached; 0: never
+    u64 phase_syscalls[N_PHASES];   // syscalls entered while each phase was the latest
+    u32 phase;                      // the latest phase reached
+    u32 done;                       // the entrypoint exec happened
+    u32 mounts;
+    u32 cgroup_writes;
+    u32 execs;
+    u32 root_pid;
+};
+
+struct count_key {
+    u32 serial;
+    u32 nr;
+};
+
+struct fd_key {
+    u32 tgid;
+    u32 fd;
+};
+
+struct exec_entry {
+    u64 ts;      // when execve/execveat was entered
+    u32 nr;
+    u32 phase;   // the birth's phase then (tracked tasks)
+};
+
+struct pending_open {
+    u32 serial;
+    u32 cgroup;  // the path is a cgroup file
+};
+
+struct event {
+    u64 ts;
+    u64 arg;    // attach: cgroup id; namespace: flags; entrypoint: exec entry ns; mkdir: id
+    u64 arg2;   // entrypoint: cgroup v2 id of the entrypoint
+    u32 kind;
+    u32 serial;
+    u32 pid;
+    u32 aux;    // attach, mkdir: hierarchy id; namespace: OP_*; entrypoint: phase at entry
+    char text[PATH_LEN];  // start: runtime comm; attach, mkdir: cgroup path
+};
+
+BPF_HASH(runtimes, struct comm_key, u8, 64);
+BPF_HASH(tracked, u32, struct task_info, MAX_TASKS);
+BPF_HASH(births, u32, struct birth, MAX_BIRTHS);
+BPF_HASH(syscall_counts, struct count_key, u64, MAX_COUNTS);
+BPF_TABLE("lru_hash", u32, struct exec_entry, exec_entries, 4096);
+BPF_TABLE("lru_hash", u32, struct pending_open, pending_opens, 4096);
+BPF_TABLE("lru_hash", struct fd_key, u32, cgroup_fds, 16384);  // -> serial
+BPF_PERCPU_ARRAY(serial_counter, u32, 1);
+BPF_RINGBUF_OUTPUT(events, 256);  // 1 MiB: ~3600 events between two polls
+
+static __always_inline void reach(struct birth *birth, u32 phase, u64 now)
+{
+    if (phase >= N_PHASES || birth->milestone_ns[phase])
+        return;
+    birth->milestone_ns[phase] = now;
+    birth->phase = phase;
+}
+
+// The birth the current task works for, while it is not over.
+static __always_inline struct birth *current_birth(u32 *serial, struct task_info **task)
+{
+    u32 tid = bpf_get_current_pid_tgid();
+    struct task_info *info = tracked.lookup(&tid);
+    if (!info)
+        return 0;
+    struct birth *birth = births.lookup(&info->serial);
+    if (!birth || birth->done)
+        return 0;
+    *serial = info->serial;
+    *task = info;
+    return birth;
+}
+
+static __always_inline struct event *new_event(u32 kind, u32 serial, u32 pid, u64 ts)
+{
+    struct event *event = events.ringbuf_reserve(sizeof(struct event));
+    if (!event)
+        return 0;
+    event->ts = ts;
+    event->arg = 0;
+    event->arg2 = 0;
+    event->kind = kind;
+    event->serial = serial;
+    event->pid = pid;
+    event->aux = 0;
+    event->text[0] = 0;
+    return event;
+}
+
+static __always_inline int is_write(long nr)
+{
+    return nr == NR_WRITE || nr == NR_PWRITE64 || nr == NR_WRITEV || nr == NR_PWRITEV ||
+           nr == NR_PWRITEV2;
+}
+
+// Does this open(2)/openat(2)/openat2(2) name a file under CGROUP_ROOT?
+static __always_inline u32 opens_cgroup_file(long nr, u64 arg0, u64 arg1, u32 tgid)
+{
+    u32 dirfd = AT_FDCWD_FD;
+    const char *path = (const char *)arg1;
+    if (nr == NR_OPEN) {
+        path = (const char *)arg0;
+    } else {
+        dirfd = (u32)arg0;
+    }
+    char head[CGROUP_ROOT_LEN + 2] = {};
+    if (bpf_probe_read_user_str(head, sizeof(head), path) <= 0)
+        return 0;
+    if (head[0] != '/') {
+        struct fd_key dir = {.tgid = tgid, .fd = dirfd};
+        return dirfd != AT_FDCWD_FD && cgroup_fds.lookup(&dir) ? 1 : 0;
+    }
+    const char root[] = CGROUP_ROOT;
+#pragma unroll
+    for (int i = 0; i < CGROUP_ROOT_LEN; i++) {
+        if (head[i] != root[i])
+            return 0;
+    }
+    return head[CGROUP_ROOT_LEN] == '/' || head[CGROUP_ROOT_LEN] == 0;
+}
+
+TRACEPOINT_PROBE(raw_syscalls, sys_enter)
+{
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    u32 tid = pid_tgid;
+    struct task_info *task = tracked.lookup(&tid);
+    if (!task)
+        return 0;
+    u32 serial = task->serial;
+    struct birth *birth = births.lookup(&serial);
+    if (!birth || birth->done) {
+        tracked.delete(&tid);  // its birth is over: forget the task
+        return 0;
+    }
+    long nr = args->id;
+    struct count_key key = {.serial = serial, .nr = (u32)nr};
+    syscall_counts.atomic_increment(key);
+    u32 phase = birth->phase;
+    if (phase < N_PHASES)
+        __sync_fetch_and_add(&birth->phase_syscalls[phase], 1);
+
+    u32 tgid = pid_tgid >> 32;
+    if (nr == NR_CLOSE) {
+        struct fd_key fd = {.tgid = tgid, .fd = (u32)args->args[0]};
+        cgroup_fds.delete(&fd);
+    } else if (is_write(nr)) {
+        struct fd_key fd = {.tgid = tgid, .fd = (u32)args->args[0]};
+        if (cgroup_fds.lookup(&fd)) {
+            __sync_fetch_and_add(&birth->cgroup_writes, 1);
+            reach(birth, PHASE_CGROUP_LIMITS, bpf_ktime_get_ns());
+        }
+    } else if (nr == NR_OPENAT || nr == NR_OPENAT2 || (NR_OPEN >= 0 && nr == NR_OPEN)) {
+        struct pending_open open = {
+            .serial = serial,
+            .cgroup = opens_cgroup_file(nr, args->args[0], args->args[1], tgid),
+        };
+        pending_opens.update(&tid, &open);
+    }
+    return 0;
+}
+
+// A descriptor number now names the file just opened: remember whether it is a cgroup file.
+static __always_inline void open_returned(long ret)
+{
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    u32 tid = pid_tgid;
+    struct pending_open *open = pending_opens.lookup(&tid);
+    if (!open)
+        return;
+    struct pending_open seen = *open;
+    pending_opens.delete(&tid);
+    if (ret < 0)
+        return;
+    struct fd_key fd = {.tgid = pid_tgid >> 32, .fd = (u32)ret};
+    if (seen.cgroup)
+        cgroup_fds.update(&fd, &seen.serial);
+    else
+        cgroup_fds.delete(&fd);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_openat)
+{
+    open_returned(args->ret);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_openat2)
+{
+    open_returned(args->ret);
+    return 0;
+}
+
+#ifdef HAVE_SYS_ENTER_OPEN
+TRACEPOINT_PROBE(syscalls, sys_exit_open)
+{
+    open_returned(args->ret);
+    return 0;
+}
+#endif
+
+static __always_inline void start_birth(u32 pid, u64 now, struct exec_entry *entry)
+{
+    int zero = 0;
+    u32 *counter = serial_counter.lookup(&zero);  // per CPU: no two CPUs share a serial
+    if (!counter)
+        return;
+    *counter += 1;
+    u32 serial = (bpf_get_smp_processor_id() << 20) | (*counter & 0xfffff);
+
+    struct birth birth = {};
+    birth.start_ns = now;
+    birth.milestone_ns[PHASE_RUNTIME_START] = now;
+    birth.phase = PHASE_RUNTIME_START;
+    birth.phase_syscalls[PHASE_RUNTIME_START] = 1;  // the exec that started the runtime
+    birth.execs = 1;
+    birth.root_pid = pid;
+    if (births.update(&serial, &birth))
+        return;
+    struct task_info task = {.serial = serial, .in_rootfs = 0};
+    if (tracked.update(&pid, &task)) {
+        births.delete(&serial);
+        return;
+    }
+    struct count_key key = {.serial = serial, .nr = entry->nr};
+    u64 one = 1;
+    syscall_counts.update(&key, &one);
+
+    struct event *event = new_event(EVENT_START, serial, pid, now);
+    if (!event)
+        return;
+    bpf_get_current_comm(event->text, COMM_LEN);
+    events.ringbuf_submit(event, 0);
+}
+
+static __always_inline void exec_entered(u32 nr)
+{
+    u32 tid = bpf_get_current_pid_tgid();
+    struct exec_entry entry = {.ts = bpf_ktime_get_ns(), .nr = nr, .phase = 0};
+    u32 serial;
+    struct task_info *task;
+    struct birth *birth = current_birth(&serial, &task);
+    if (birth) {
+        __sync_fetch_and_add(&birth->execs, 1);
+        entry.phase = birth->phase;
+    }
+    exec_entries.update(&tid, &entry);  // every exec: a runtime may be starting
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_execve)
+{
+    exec_entered(args->__syscall_nr);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_execveat)
+{
+    exec_entered(args->__syscall_nr);
+    return 0;
+}
+
+TRACEPOINT_PROBE(sched, sched_process_exec)
+{
+    u64 now = bpf_ktime_get_ns();
+    u32 pid = args->pid;
+    u32 old_pid = args->old_pid;  // differs when a thread other than the leader execs
+    struct exec_entry entry = {.ts = now, .nr = NR_EXECVE, .phase = 0};
+    struct exec_entry *seen = exec_entries.lookup(&old_pid);
+    if (seen) {
+        entry = *seen;
+        exec_entries.delete(&old_pid);
+    }
+
+    struct task_info *task = tracked.lookup(&old_pid);
+    if (task) {
+        struct task_info info = *task;
+        struct birth *birth = births.lookup(&info.serial);
+        if (birth && !birth->done) {
+            if (old_pid != pid) {
+                tracked.delete(&old_pid);
+                tracked.update(&pid, &info);
+            }
+            if (!info.in_rootfs)
+                return 0;  // the runtime re-executing itself, a hook, ...
+            birth->done = 1;
+            birth->end_ns = now;
+            struct event *event = new_event(EVENT_ENTRYPOINT, info.serial, pid, now);
+            if (!event)
+                return 0;
+            event->arg = entry.ts;
+            event->aux = entry.phase;
+            event->arg2 = bpf_get_current_cgroup_id();
+            events.ringbuf_submit(event, 0);
+            return 0;
+        }
+        tracked.delete(&old_pid);  // left over from a finished birth
+    }
+
+    struct comm_key comm = {};
+    bpf_get_current_comm(comm.name, COMM_LEN);
+    if (runtimes.lookup(&comm))
+        start_birth(pid, now, &entry);
+    return 0;
+}
+
+TRACEPOINT_PROBE(sched, sched_process_fork)
+{
+    u32 parent = args->parent_pid;  // the forking thread
+    struct task_info *task = tracked.lookup(&parent);
+    if (!task)
+        return 0;
+    struct task_info child = *task;
+    struct birth *birth = births.lookup(&child.serial);
+    if (!birth || birth->done)
+        return 0;
+    u32 child_pid = args->child_pid;
+    tracked.update(&child_pid, &child);
+    return 0;
+}
+
+TRACEPOINT_PROBE(sched, sched_process_exit)
+{
+    u32 tid = args->pid;
+    tracked.delete(&tid);
+    return 0;
+}
+
+static __always_inline void namespace_op(struct birth *birth, u32 serial, u32 op, u64 flags)
+{
+    u64 now = bpf_ktime_get_ns();
+    reach(birth, PHASE_NAMESPACES, now);
+    struct event *event = new_event(EVENT_NAMESPACE, serial, bpf_get_current_pid_tgid(), now);
+    if (!event)
+        return;
+    event->arg = flags;
+    event->aux = op;
+    events.ringbuf_submit(event, 0);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_clone)
+{
+    u32 serial;
+    struct task_info *task;
+    struct birth *birth = current_birth(&serial, &task);
+    u64 flags = args->clone_flags;
+    if (birth && (flags & CLONE_NEW_MASK))
+        namespace_op(birth, serial, OP_CLONE, flags);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_clone3)
+{
+    u32 serial;
+    struct task_info *task;
+    struct birth *birth = current_birth(&serial, &task);
+    if (!birth)
+        return 0;
+    u64 flags = 0;  // struct clone_args starts with the u64 flags
+    bpf_probe_read_user(&flags, sizeof(flags), (void *)args->uargs);
+    if (flags & (CLONE_NEW_MASK | CLONE_NEWTIME))
+        namespace_op(birth, serial, OP_CLONE3, flags);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_unshare)
+{
+    u32 serial;
+    struct task_info *task;
+    struct birth *birth = current_birth(&serial, &task);
+    u64 flags = args->unshare_flags;
+    if (birth && (flags & (CLONE_NEW_MASK | CLONE_NEWTIME)))
+        namespace_op(birth, serial, OP_UNSHARE, flags);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_setns)
+{
+    // Every setns joins a namespace; nstype 0 means "whatever the descriptor is".
+    u32 serial;
+    struct task_info *task;
+    struct birth *birth = current_birth(&serial, &task);
+    if (birth)
+        namespace_op(birth, serial, OP_SETNS, (u32)args->flags);
+    return 0;
+}
+
+static __always_inline void mount_op(int switches_root)
+{
+    u32 serial;
+    struct task_info *task;
+    struct birth *birth = current_birth(&serial, &task);
+    if (!birth)
+        return;
+    u64 now = bpf_ktime_get_ns();
+    __sync_fetch_and_add(&birth->mounts, 1);
+    reach(birth, PHASE_MOUNTS, now);
+    if (switches_root) {
+        task->in_rootfs = 1;
+        reach(birth, PHASE_ROOTFS, now);
+    }
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_mount)
+{
+    mount_op(0);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_umount)  // umount2(2)
+{
+    mount_op(0);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_pivot_root)
+{
+    mount_op(1);
+    return 0;
+}
+
+#ifdef HAVE_SYS_ENTER_MOVE_MOUNT
+TRACEPOINT_PROBE(syscalls, sys_enter_move_mount)
+{
+    mount_op(0);
+    return 0;
+}
+#endif
+
+#ifdef HAVE_SYS_ENTER_FSOPEN
+TRACEPOINT_PROBE(syscalls, sys_enter_fsopen)
+{
+    mount_op(0);
+    return 0;
+}
+#endif
+
+#ifdef HAVE_SYS_ENTER_FSMOUNT
+TRACEPOINT_PROBE(syscalls, sys_enter_fsmount)
+{
+    mount_op(0);
+    return 0;
+}
+#endif
+
+#ifdef HAVE_SYS_ENTER_OPEN_TREE
+TRACEPOINT_PROBE(syscalls, sys_enter_open_tree)
+{
+    mount_op(0);
+    return 0;
+}
+#endif
+
+#ifdef HAVE_SYS_ENTER_OPEN_TREE_ATTR
+TRACEPOINT_PROBE(syscalls, sys_enter_open_tree_attr)
+{
+    mount_op(0);
+    return 0;
+}
+#endif
+
+#ifdef HAVE_SYS_ENTER_MOUNT_SETATTR
+TRACEPOINT_PROBE(syscalls, sys_enter_mount_setattr)
+{
+    mount_op(0);
+    return 0;
+}
+#endif
+
+TRACEPOINT_PROBE(syscalls, sys_enter_chroot)
+{
+    // A root switch without pivot_root (runc --no-pivot): not a mount.
+    u32 serial;
+    struct task_info *task;
+    struct birth *birth = current_birth(&serial, &task);
+    if (!birth)
+        return 0;
+    task->in_rootfs = 1;
+    reach(birth, PHASE_ROOTFS, bpf_ktime_get_ns());
+    return 0;
+}
+
+TRACEPOINT_PROBE(cgroup, cgroup_attach_task)
+{
+    u32 pid = args->pid;  // the task moved, not the writer
+    struct task_info *task = tracked.lookup(&pid);
+    if (!task)
+        return 0;
+    u32 serial = task->serial;
+    struct birth *birth = births.lookup(&serial);
+    if (!birth || birth->done)
+        return 0;
+    struct event *event = new_event(EVENT_ATTACH, serial, pid, bpf_ktime_get_ns());
+    if (!event)
+        return 0;
+    event->aux = args->dst_root;
+    event->arg = args->dst_id;
+    TP_DATA_LOC_READ_STR(event->text, dst_path, PATH_LEN);
+    events.ringbuf_submit(event, 0);
+    return 0;
+}
+
+TRACEPOINT_PROBE(cgroup, cgroup_mkdir)
+{
+    // Every new cgroup on the host (rare): user space keeps the pods' own.
+    struct event *event = new_event(EVENT_MKDIR, 0, bpf_get_current_pid_tgid() >> 32,
+                                    bpf_ktime_get_ns());
+    if (!event)
+        return 0;
+    event->aux = args->root;
+    event->arg = args->id;
+    TP_DATA_LOC_READ_STR(event->text, path, PATH_LEN);
+    events.ringbuf_submit(event, 0);
+    return 0;
+}

@@ -1,0 +1,178 @@
+"""Birth certificates of real runc and crun starts against strace -f of the same starts.
+
+Each start runs under `strace -f -y` while the probe watches the host, so both observe the
+very same runtime process tree; births_truth.py counts strace's log up to the entrypoint's
+execve. Noise processes (not runtimes) do namespaces, mounts, cgroup writes and execs
+meanwhile: anything of theirs that leaked into a certificate would break the exact figures.
+"""
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from births_lab import RUNTIMES, Container, missing_tools, new_container, noise, run, strace_log
+from births_lab import remove_pod_cgroups as cleanup_pods
+from births_truth import MOUNT_FAMILY, count_birth
+
+from conftest import Require
+from kernel_gossip.birthprobe import BirthWatch
+from kernel_gossip.births import ENTRYPOINT_EXEC
+from kernel_gossip.models import ContainerBirth
+
+pytestmark = [pytest.mark.kernel, pytest.mark.slow]
+
+REQUIRED_PHASES = {"runtime-start", "namespaces", "rootfs", "cgroup-limits", ENTRYPOINT_EXEC}
+TOLERANCE = 0.05
+
+
+@pytest.fixture(scope="module")
+def watch(kernel_prereqs: None, require: Require) -> Iterator[BirthWatch]:
+    missing = missing_tools()
+    require(not missing, f"missing {', '.join(missing)}: run scripts/setup.sh")
+    with BirthWatch(list(RUNTIMES)) as probe:
+        probe.poll(0)
+        yield probe
+
+
+@pytest.fixture
+def pods() -> Iterator[list[str]]:
+    created: list[str] = []
+    yield created
+    cleanup_pods(created)
+
+
+def collect(
+    watch: BirthWatch, containers: list[Container], timeout: float = 60
+) -> dict[str, ContainerBirth]:
+    """The certificates of these containers, by container ID."""
+    wanted = {c.container_id for c in containers}
+    found: dict[str, ContainerBirth] = {}
+    deadline = time.monotonic() + timeout
+    while not wanted <= found.keys() and time.monotonic() < deadline:
+        for birth in watch.poll(0.2):
+            found.setdefault(birth.container_id, birth)
+    for birth in watch.finish():
+        found.setdefault(birth.container_id, birth)
+    return found
+
+
+def within(measured: int, truth: int) -> bool:
+    return abs(measured - truth) <= TOLERANCE * truth
+
+
+def assert_matches_strace(birth: ContainerBirth, container: Container) -> None:
+    truth = count_birth(strace_log(container).read_text(), "/bin/true")
+    figures = (
+        f"{container.runtime}: total {birth.total_syscalls} vs strace {truth.total}, "
+        f"mounts {birth.mounts} vs {truth.mounts}, namespace ops "
+        f"{birth.namespace_operations} vs {truth.namespace_operations}, execs {birth.execs} "
+        f"vs {truth.execs}, cgroup writes {birth.cgroup_writes} vs {truth.cgroup_writes}"
+    )
+    print(figures)
+    assert within(birth.total_syscalls, truth.total), figures
+    assert birth.namespace_operations == truth.namespace_operations, figures
+    assert set(birth.namespaces_created) == truth.namespaces_created, figures
+    assert birth.execs == truth.execs, figures
+    assert within(birth.mounts, truth.mounts), figures
+    assert within(birth.cgroup_writes, truth.cgroup_writes), figures
+    # Per syscall name: the numbers were named right, and nobody else's calls crept in.
+    names = set(birth.syscalls) | set(truth.syscalls)
+    apart = sum(abs(birth.syscalls.get(n, 0) - truth.syscalls[n]) for n in names)
+    assert apart <= TOLERANCE * truth.total, f"{figures}; per-name differences sum to {apart}"
+
+
+def assert_consistent(birth: ContainerBirth, container: Container) -> None:
+    assert birth.container_id == container.container_id
+    assert birth.pod_uid == container.pod_uid
+    assert birth.cgroup_path == container.cgroups_path
+    assert birth.runtime == container.runtime
+    assert birth.duration_ms > 0
+    assert birth.total_syscalls == sum(birth.syscalls.values())
+    # The per-syscall tracepoints and the per-number counts agree (the names table is right).
+    assert birth.execs == birth.syscalls.get("execve", 0) + birth.syscalls.get("execveat", 0)
+    assert birth.mounts == sum(birth.syscalls.get(name, 0) for name in MOUNT_FAMILY)
+    phases = [phase.phase for phase in birth.timeline]
+    assert set(phases) >= REQUIRED_PHASES, phases
+    assert phases[-1] == ENTRYPOINT_EXEC
+    assert birth.timeline[-1].count == 1
+    offsets = [phase.offset_ms for phase in birth.timeline]
+    assert offsets == sorted(offsets)
+    assert offsets[-1] <= birth.duration_ms
+    assert sum(phase.count for phase in birth.timeline) == birth.total_syscalls
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_birth_matches_strace_of_the_same_start(
+    watch: BirthWatch, pods: list[str], tmp_path: Path, runtime: str
+) -> None:
+    container = new_container(tmp_path, runtime, extra_mounts=1)
+    pods.append(container.pod_uid)
+    with noise(tmp_path):
+        run([container], traced=True)
+        births = collect(watch, [container])
+    birth = births[container.container_id]
+    assert_consistent(birth, container)
+    assert_matches_strace(birth, container)
+    assert {"mnt", "uts", "ipc", "pid", "net", "cgroup"} <= set(birth.namespaces_created)
+
+
+def test_ten_concurrent_containers_get_their_own_certificates(
+    watch: BirthWatch, pods: list[str], tmp_path: Path
+) -> None:
+    # Alternating runtimes, each container with its own number of extra mounts.
+    containers = [
+        new_container(tmp_path, RUNTIMES[index % 2], extra_mounts=index) for index in range(10)
+    ]
+    pods.extend(c.pod_uid for c in containers)
+    run(containers, traced=True)
+    births = collect(watch, containers)
+    assert sorted(births) == sorted(c.container_id for c in containers)
+    for container in containers:
+        birth = births[container.container_id]
+        assert_consistent(birth, container)
+        assert_matches_strace(birth, container)
+    # The extra mounts show: each runtime's mounts grow with the container's index.
+    for runtime in RUNTIMES:
+        mine = sorted(
+            (c.extra_mounts, births[c.container_id].mounts)
+            for c in containers
+            if c.runtime == runtime
+        )
+        assert [mounts for _, mounts in mine] == sorted({mounts for _, mounts in mine})
+
+
+def test_untraced_starts_and_a_pod_of_two(
+    watch: BirthWatch, pods: list[str], tmp_path: Path
+) -> None:
+    """Without strace too; two containers of one pod group into one pod birth."""
+    sandbox = new_container(tmp_path, "runc")
+    app = new_container(tmp_path, "crun", pod_uid=sandbox.pod_uid)
+    pods.append(sandbox.pod_uid)
+    run([sandbox], traced=False)
+    run([app], traced=False)
+    births = collect(watch, [sandbox, app])
+    for container in (sandbox, app):
+        assert_consistent(births[container.container_id], container)
+    pod = next(p for p in watch.pod_births() if p.pod_uid == sandbox.pod_uid)
+    assert [b.container_id for b in pod.containers] == [sandbox.container_id, app.container_id]
+    # runc made the pod's cgroup (no kubelet here): its mkdir is the pod's first event.
+    assert pod.pod_cgroup_created_at is not None
+    assert pod.started_at <= pod.containers[0].started_at
+    assert pod.finished_at > pod.containers[1].started_at
+
+
+def test_processes_that_are_not_runtimes_add_nothing(watch: BirthWatch, tmp_path: Path) -> None:
+    import subprocess
+
+    watch.finish()
+    with noise(tmp_path):
+        # Runtime invocations that create no container are no births either.
+        for argv in (["runc", "--root", str(tmp_path / "r"), "list"], ["crun", "--version"]):
+            subprocess.run(argv, check=True, capture_output=True)
+        deadline = time.monotonic() + 3
+        births: list[ContainerBirth] = []
+        while time.monotonic() < deadline:
+            births += watch.poll(0.2)
+    births += watch.finish()
+    assert births == []
