@@ -66,7 +66,7 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
     [ -x "$venv/bin/python" ] || /usr/bin/python3 -m venv --system-site-packages "$venv"
     mkdir -p "$KERNEL_GOSSIP_CACHE/pip"
     "$venv/bin/python" -m pip install -q --cache-dir "$KERNEL_GOSSIP_CACHE/pip" --upgrade pip
-    "$venv/bin/python" -m pip install -q --cache-dir "$KERNEL_GOSSIP_CACHE/pip" -e "$repo[dev]"
+    "$venv/bin/python" -m pip install -q --cache-dir "$KERNEL_GOSSIP_CACHE/pip" -e "$repo[dev,playbooks]"
     echo "$want" > "$stamp"
 fi
 "$venv/bin/python" -c 'import bcc' 2>/dev/null || die "the venv cannot import bcc (python3-bpfcc)"
