@@ -15,6 +15,7 @@ from kernel_gossip.models import BirthsReport, ContainerBirth
 
 POLL_SECONDS = 0.2
 TOP_SYSCALLS = 12
+WIDE_OUTPUT = 200
 
 
 def register(commands: Any) -> None:
@@ -56,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
         print(BirthsReport(births=births).model_dump_json(by_alias=True))
     else:
         out = Console()
+        if not out.is_terminal:  # files and pipes get whole IDs and paths on one line
+            out = Console(width=WIDE_OUTPUT)
         for birth in births:
             out.print(certificate_panel(birth))
         if pods:
@@ -100,7 +103,7 @@ def _born_line(birth: ContainerBirth) -> str:
 def certificate_panel(birth: ContainerBirth) -> Panel:
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold")
-    facts.add_column()
+    facts.add_column(overflow="fold")
     facts.add_row("container", birth.container_id)
     facts.add_row("pod", birth.pod_uid or "-")
     facts.add_row("cgroup", birth.cgroup_path)
@@ -137,7 +140,9 @@ def certificate_panel(birth: ContainerBirth) -> Panel:
 def pods_table(pods: list[PodBirth]) -> Table:
     table = Table(title="Pods born")
     for column in ("pod", "containers", "sandbox", "pod cgroup", "duration"):
-        table.add_column(column, justify="right" if column == "duration" else "left")
+        table.add_column(
+            column, justify="right" if column == "duration" else "left", overflow="fold"
+        )
     for pod in pods:
         created = pod.pod_cgroup_created_at
         table.add_row(

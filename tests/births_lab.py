@@ -12,14 +12,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from births_truth import MOUNT_FAMILY, count_birth
+
 from kernel_gossip import ocibundle
-from kernel_gossip.cgroupfs import CgroupFs
+from kernel_gossip.births import ENTRYPOINT_EXEC
+from kernel_gossip.models import ContainerBirth
 
 RUNTIMES = ("runc", "crun")
 TOOLS = ("runc", "crun", "strace", "unshare")
 ENTRYPOINT = "/bin/true"
 # strace: all threads and children, descriptors' paths (cgroup writes), one log.
 STRACE = ("strace", "-f", "-y", "-s", "64", "-o")
+REQUIRED_PHASES = {"runtime-start", "namespaces", "rootfs", "cgroup-limits", ENTRYPOINT_EXEC}
+TOLERANCE = 0.05  # the issue's bound for totalSyscalls and mounts
 
 
 def missing_tools() -> list[str]:
@@ -89,13 +94,19 @@ def run(containers: Sequence[Container], traced: bool, timeout: float = 120) -> 
         assert process.returncode == 0, f"{container.runtime} run failed: {output.decode()}"
 
 
+def cgroup_mounts() -> list[Path]:
+    """Every cgroup hierarchy's mount point, named ones (name=systemd) included."""
+    mounts = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields, _, post = line.partition(" - ")
+        if post.split()[:1] in (["cgroup"], ["cgroup2"]):
+            mounts.append(Path(fields.split()[4]))
+    return mounts
+
+
 def remove_pod_cgroups(pod_uids: Sequence[str]) -> None:
     """rmdir what the runs left: pod cgroups (and empty container ones) in every hierarchy."""
-    fs = CgroupFs.detect()
-    roots = {Path(p) for p in fs.mounts.v1.values()}
-    if fs.unified_root is not None:
-        roots.add(fs.unified_root)
-    for root in roots:
+    for root in cgroup_mounts():
         for pod_uid in pod_uids:
             pod = root / "kubepods" / "besteffort" / f"pod{pod_uid}"
             if not pod.is_dir():
@@ -153,3 +164,48 @@ def noise(folder: Path) -> Iterator[None]:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         _rmdir(NOISE_CGROUP)
+
+
+def within(measured: int, truth: int) -> bool:
+    return abs(measured - truth) <= TOLERANCE * truth
+
+
+def assert_matches_strace(birth: ContainerBirth, container: Container) -> None:
+    truth = count_birth(strace_log(container).read_text(), "/bin/true")
+    figures = (
+        f"{container.runtime}: total {birth.total_syscalls} vs strace {truth.total}, "
+        f"mounts {birth.mounts} vs {truth.mounts}, namespace ops "
+        f"{birth.namespace_operations} vs {truth.namespace_operations}, execs {birth.execs} "
+        f"vs {truth.execs}, cgroup writes {birth.cgroup_writes} vs {truth.cgroup_writes}"
+    )
+    print(figures)
+    assert within(birth.total_syscalls, truth.total), figures
+    assert birth.namespace_operations == truth.namespace_operations, figures
+    assert set(birth.namespaces_created) == truth.namespaces_created, figures
+    assert birth.execs == truth.execs, figures
+    assert within(birth.mounts, truth.mounts), figures
+    assert within(birth.cgroup_writes, truth.cgroup_writes), figures
+    # Per syscall name: the numbers were named right, and nobody else's calls crept in.
+    names = set(birth.syscalls) | set(truth.syscalls)
+    apart = sum(abs(birth.syscalls.get(n, 0) - truth.syscalls[n]) for n in names)
+    assert apart <= TOLERANCE * truth.total, f"{figures}; per-name differences sum to {apart}"
+
+
+def assert_consistent(birth: ContainerBirth, container: Container) -> None:
+    assert birth.container_id == container.container_id
+    assert birth.pod_uid == container.pod_uid
+    assert birth.cgroup_path == container.cgroups_path
+    assert birth.runtime == container.runtime
+    assert birth.duration_ms > 0
+    assert birth.total_syscalls == sum(birth.syscalls.values())
+    # The per-syscall tracepoints and the per-number counts agree (the names table is right).
+    assert birth.execs == birth.syscalls.get("execve", 0) + birth.syscalls.get("execveat", 0)
+    assert birth.mounts == sum(birth.syscalls.get(name, 0) for name in MOUNT_FAMILY)
+    phases = [phase.phase for phase in birth.timeline]
+    assert set(phases) >= REQUIRED_PHASES, phases
+    assert phases[-1] == ENTRYPOINT_EXEC
+    assert birth.timeline[-1].count == 1
+    offsets = [phase.offset_ms for phase in birth.timeline]
+    assert offsets == sorted(offsets)
+    assert offsets[-1] <= birth.duration_ms
+    assert sum(phase.count for phase in birth.timeline) == birth.total_syscalls

@@ -11,19 +11,23 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from births_lab import RUNTIMES, Container, missing_tools, new_container, noise, run, strace_log
+from births_lab import (
+    RUNTIMES,
+    Container,
+    assert_consistent,
+    assert_matches_strace,
+    missing_tools,
+    new_container,
+    noise,
+    run,
+)
 from births_lab import remove_pod_cgroups as cleanup_pods
-from births_truth import MOUNT_FAMILY, count_birth
 
 from conftest import Require
 from kernel_gossip.birthprobe import BirthWatch
-from kernel_gossip.births import ENTRYPOINT_EXEC
 from kernel_gossip.models import ContainerBirth
 
 pytestmark = [pytest.mark.kernel, pytest.mark.slow]
-
-REQUIRED_PHASES = {"runtime-start", "namespaces", "rootfs", "cgroup-limits", ENTRYPOINT_EXEC}
-TOLERANCE = 0.05
 
 
 @pytest.fixture(scope="module")
@@ -55,51 +59,6 @@ def collect(
     for birth in watch.finish():
         found.setdefault(birth.container_id, birth)
     return found
-
-
-def within(measured: int, truth: int) -> bool:
-    return abs(measured - truth) <= TOLERANCE * truth
-
-
-def assert_matches_strace(birth: ContainerBirth, container: Container) -> None:
-    truth = count_birth(strace_log(container).read_text(), "/bin/true")
-    figures = (
-        f"{container.runtime}: total {birth.total_syscalls} vs strace {truth.total}, "
-        f"mounts {birth.mounts} vs {truth.mounts}, namespace ops "
-        f"{birth.namespace_operations} vs {truth.namespace_operations}, execs {birth.execs} "
-        f"vs {truth.execs}, cgroup writes {birth.cgroup_writes} vs {truth.cgroup_writes}"
-    )
-    print(figures)
-    assert within(birth.total_syscalls, truth.total), figures
-    assert birth.namespace_operations == truth.namespace_operations, figures
-    assert set(birth.namespaces_created) == truth.namespaces_created, figures
-    assert birth.execs == truth.execs, figures
-    assert within(birth.mounts, truth.mounts), figures
-    assert within(birth.cgroup_writes, truth.cgroup_writes), figures
-    # Per syscall name: the numbers were named right, and nobody else's calls crept in.
-    names = set(birth.syscalls) | set(truth.syscalls)
-    apart = sum(abs(birth.syscalls.get(n, 0) - truth.syscalls[n]) for n in names)
-    assert apart <= TOLERANCE * truth.total, f"{figures}; per-name differences sum to {apart}"
-
-
-def assert_consistent(birth: ContainerBirth, container: Container) -> None:
-    assert birth.container_id == container.container_id
-    assert birth.pod_uid == container.pod_uid
-    assert birth.cgroup_path == container.cgroups_path
-    assert birth.runtime == container.runtime
-    assert birth.duration_ms > 0
-    assert birth.total_syscalls == sum(birth.syscalls.values())
-    # The per-syscall tracepoints and the per-number counts agree (the names table is right).
-    assert birth.execs == birth.syscalls.get("execve", 0) + birth.syscalls.get("execveat", 0)
-    assert birth.mounts == sum(birth.syscalls.get(name, 0) for name in MOUNT_FAMILY)
-    phases = [phase.phase for phase in birth.timeline]
-    assert set(phases) >= REQUIRED_PHASES, phases
-    assert phases[-1] == ENTRYPOINT_EXEC
-    assert birth.timeline[-1].count == 1
-    offsets = [phase.offset_ms for phase in birth.timeline]
-    assert offsets == sorted(offsets)
-    assert offsets[-1] <= birth.duration_ms
-    assert sum(phase.count for phase in birth.timeline) == birth.total_syscalls
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)

@@ -1,0 +1,166 @@
+"""`kernel-gossip births` as a user runs it: one-line errors, JSON until Ctrl-C checked
+against strace, and the certificates of a --duration window for the runtimes asked for."""
+
+import json
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from births_lab import (
+    assert_consistent,
+    assert_matches_strace,
+    missing_tools,
+    new_container,
+    remove_pod_cgroups,
+    run,
+)
+
+from conftest import Require
+from kernel_gossip.models import BirthsReport
+
+CLI = [sys.executable, "-m", "kernel_gossip", "births"]
+CONTRACT_KEYS = {
+    "containerId",
+    "podUid",
+    "cgroupPath",
+    "runtime",
+    "startedAt",
+    "durationMs",
+    "totalSyscalls",
+    "syscalls",
+    "namespaceOperations",
+    "namespacesCreated",
+    "mounts",
+    "cgroupWrites",
+    "execs",
+    "timeline",
+}
+
+
+@pytest.mark.parametrize(
+    ("arguments", "complaint"),
+    [
+        (["--duration", "0"], "must be within"),
+        (["--duration", "soon"], "not a number of seconds"),
+        (["--runtime"], "expected at least one argument"),
+        (["--runtime", "/usr/sbin/runc"], "bad runtime name"),
+        (["--runtime", "containerd-shim-runc-v2"], "longer than 15 characters"),
+        (["--frobnicate"], "unrecognized arguments"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(arguments: list[str], complaint: str) -> None:
+    result = subprocess.run(CLI + arguments, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert complaint in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+class Cli:
+    """kernel-gossip births in the background, its stderr read line by line."""
+
+    def __init__(self, arguments: list[str]) -> None:
+        self.process = subprocess.Popen(
+            CLI + arguments, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.stderr: list[str] = []
+        assert self.process.stderr is not None
+        stream = self.process.stderr
+        threading.Thread(
+            target=lambda: [self.lines.put(line) for line in stream], daemon=True
+        ).start()
+
+    def wait_for(self, text: str, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.5)
+            except queue.Empty:
+                assert self.process.poll() is None, f"exited early: {self.stderr}"
+                continue
+            self.stderr.append(line)
+            if text in line:
+                return
+        raise AssertionError(f"no {text!r} on stderr within {timeout} s: {self.stderr}")
+
+    def finish(self, timeout: float = 120) -> str:
+        stdout, _ = self.process.communicate(timeout=timeout)
+        return stdout
+
+
+@pytest.fixture
+def cli_prereqs(kernel_prereqs: None, require: Require) -> None:
+    missing = missing_tools()
+    require(not missing, f"missing {', '.join(missing)}: run scripts/setup.sh")
+
+
+@pytest.fixture
+def pods() -> Iterator[list[str]]:
+    created: list[str] = []
+    yield created
+    remove_pod_cgroups(created)
+
+
+@pytest.mark.kernel
+@pytest.mark.slow
+def test_json_until_ctrl_c_matches_strace(
+    cli_prereqs: None, pods: list[str], tmp_path: Path
+) -> None:
+    traced = new_container(tmp_path, "runc")
+    untraced = new_container(tmp_path, "crun")
+    pods.extend([traced.pod_uid, untraced.pod_uid])
+    cli = Cli(["--json"])
+    try:
+        cli.wait_for("watching container births")
+        run([traced], traced=True)
+        run([untraced], traced=False)
+        cli.wait_for(f"born: runc {traced.container_id[:12]}")
+        cli.wait_for(f"born: crun {untraced.container_id[:12]}")
+        cli.process.send_signal(signal.SIGINT)
+        stdout = cli.finish()
+    finally:
+        if cli.process.poll() is None:
+            cli.process.kill()
+    assert cli.process.returncode == 0
+    document = json.loads(stdout)
+    assert set(document) == {"births"}
+    assert all(set(birth) == CONTRACT_KEYS for birth in document["births"])
+    report = BirthsReport.model_validate(document)
+    by_id = {birth.container_id: birth for birth in report.births}
+    for container in (traced, untraced):
+        assert_consistent(by_id[container.container_id], container)
+    assert_matches_strace(by_id[traced.container_id], traced)
+
+
+@pytest.mark.kernel
+@pytest.mark.slow
+def test_duration_window_certifies_only_the_runtimes_asked_for(
+    cli_prereqs: None, pods: list[str], tmp_path: Path
+) -> None:
+    mine = new_container(tmp_path, "runc")
+    other = new_container(tmp_path, "crun", pod_uid=mine.pod_uid)
+    pods.append(mine.pod_uid)
+    cli = Cli(["--duration", "6", "--runtime", "runc"])
+    try:
+        cli.wait_for("watching container births by runc for 6 s")
+        run([mine, other], traced=False)
+        stdout = cli.finish()
+    finally:
+        if cli.process.poll() is None:
+            cli.process.kill()
+    assert cli.process.returncode == 0
+    assert f"Birth certificate: runc {mine.container_id[:12]}" in stdout
+    assert mine.container_id in stdout
+    assert "entrypoint-exec" in stdout
+    assert other.container_id[:12] not in stdout  # crun was not asked for
+    assert "Pods born" in stdout
+    assert mine.pod_uid in stdout
