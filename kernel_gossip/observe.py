@@ -76,9 +76,7 @@ def resolve_targets(fs: CgroupFs, paths: Iterable[str], every: bool) -> list[Tar
 def _interesting_cgroups(fs: CgroupFs) -> list[str]:
     """Cgroups that hold processes and are a container or have a CPU quota."""
     found = []
-    for rel in fs.walk_cpu():
-        if rel == "/" or not fs.procs(rel):
-            continue
+    for rel in _populated(fs):
         try:
             limited = fs.read_counters(rel).quota is not None
         except FileNotFoundError:
@@ -86,6 +84,16 @@ def _interesting_cgroups(fs: CgroupFs) -> list[str]:
         if limited or identify(rel).container_id is not None:
             found.append(rel)
     return found
+
+
+def container_cgroups(fs: CgroupFs) -> list[Target]:
+    """Every container on the host that holds processes, as targets."""
+    paths = [rel for rel in _populated(fs) if identify(rel).container_id is not None]
+    return [Target(index, rel, identify(rel)) for index, rel in enumerate(paths[:MAX_TARGETS])]
+
+
+def _populated(fs: CgroupFs) -> list[str]:
+    return [rel for rel in fs.walk_cpu() if rel != "/" and fs.procs(rel)]
 
 
 def choose_key_mode(fs: CgroupFs, targets: list[Target]) -> KeyMode:
@@ -119,11 +127,15 @@ class Observation:
     Tests read their ground truth right before begin() and right after end().
     """
 
-    def __init__(self, fs: CgroupFs, targets: list[Target]) -> None:
+    def __init__(
+        self, fs: CgroupFs, targets: list[Target], probe: RunqueueProbe | None = None
+    ) -> None:
+        """With a probe of its own unless given one (a daemon keeps one loaded)."""
         self.fs = fs
         self.targets = targets
-        self.mode = choose_key_mode(fs, targets)
-        self._probe = RunqueueProbe(self.mode)
+        self._owns_probe = probe is None
+        self.mode = probe.mode if probe else choose_key_mode(fs, targets)
+        self._probe = probe or RunqueueProbe(self.mode)
         self._started = 0.0
         self._counters: dict[int, CpuCounters] = {}
         self._samples: dict[int, TargetSample] = {}
@@ -173,7 +185,8 @@ class Observation:
         return ObserveReport(window_seconds=window, containers=containers)
 
     def close(self) -> None:
-        self._probe.close()
+        if self._owns_probe:
+            self._probe.close()
 
     def __enter__(self) -> "Observation":
         return self

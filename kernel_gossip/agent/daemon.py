@@ -1,0 +1,269 @@
+"""The node agent: measures continuously, spools signals, delivers them, serves its health.
+
+Threads, because BCC's polling blocks: one observes CPU truth window after window, one
+watches container births, one delivers the spool, one serves /metrics and /healthz. Every
+signal passes through the spool, so measuring never waits for the operator.
+"""
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from kernel_gossip.agent.delivery import AgentMetrics, Delivery
+from kernel_gossip.agent.directory import PodDirectory
+from kernel_gossip.agent.signals import ThrottleTracker, pod_creation_payload, throttle_payload
+from kernel_gossip.agent.spool import Spool
+from kernel_gossip.birthprobe import BirthWatch
+from kernel_gossip.births import PodBirth
+from kernel_gossip.cgroupfs import CgroupFs
+from kernel_gossip.cgroups import CgroupMode
+from kernel_gossip.observe import REFRESH_SECONDS, Observation, container_cgroups
+from kernel_gossip.payloads import CpuThrottlePayload, PodCreationPayload
+from kernel_gossip.runqueue import KeyMode, RunqueueProbe
+
+log = logging.getLogger("kernel_gossip.agent")
+
+BIRTH_SETTLE_SECONDS = 3.0
+"""A pod is reported once none of its containers has been born for this long."""
+BIRTH_MAPPING_ATTEMPTS = 20
+"""Settle periods to wait for the runtime to list a pod before giving up on its birth."""
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    operator_url: str
+    token: str | None
+    interval: float
+    node: str
+    spool_dir: Path
+    threshold_percent: float = 25.0
+    runtimes: tuple[str, ...] = ("runc", "crun")
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9101
+    spool_capacity: int = 10_000
+
+
+@dataclass
+class Health:
+    """When each loop last finished a round, to tell a stuck agent from a live one."""
+
+    beats: dict[str, float] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def beat(self, loop: str) -> None:
+        with self.lock:
+            self.beats[loop] = time.monotonic()
+
+    def stale(self, limits: dict[str, float]) -> list[str]:
+        now = time.monotonic()
+        with self.lock:
+            return [loop for loop, limit in limits.items() if now - self.beats.get(loop, 0) > limit]
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, directory: PodDirectory) -> None:
+        self.config = config
+        self.directory = directory
+        self.metrics = AgentMetrics()
+        self.spool = Spool(config.spool_dir, config.spool_capacity)
+        self.delivery = Delivery(self.spool, config.operator_url, config.token, self.metrics)
+        self.health = Health()
+        self.stop = threading.Event()
+        self.failed = False  # a loop died: the CLI exits non-zero
+        self.fs = CgroupFs.detect()
+        self.server = ThreadingHTTPServer(
+            (config.metrics_host, config.metrics_port), self._handler_class()
+        )
+
+    @property
+    def metrics_url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def send(self, payload: CpuThrottlePayload | PodCreationPayload) -> None:
+        self.spool.put(payload.model_dump_json().encode())
+        self.metrics.signals.labels(type=payload.type).inc()
+        self.delivery.wake.set()
+
+    def observe_loop(self) -> None:
+        """Window after window: every container's CPU truth, signals for the throttled."""
+        mode = KeyMode.TGID if self.fs.mode is CgroupMode.V1 else KeyMode.CGROUP_ID
+        tracker = ThrottleTracker(self.config.threshold_percent)
+        probe = RunqueueProbe(mode)
+        try:
+            while not self.stop.is_set():
+                self._one_window(probe, tracker)
+                self.health.beat("observe")
+        finally:
+            probe.close()
+
+    def _one_window(self, probe: RunqueueProbe, tracker: ThrottleTracker) -> None:
+        targets = container_cgroups(self.fs)
+        if not targets:
+            self.stop.wait(self.config.interval)
+            return
+        with Observation(self.fs, targets, probe) as observation:
+            observation.begin()
+            deadline = time.monotonic() + self.config.interval
+            while (left := deadline - time.monotonic()) > 0 and not self.stop.is_set():
+                self.stop.wait(min(REFRESH_SECONDS, left))
+                if mode_needs_refresh(probe.mode):
+                    observation.refresh()
+            try:
+                report = observation.end()
+            except Exception as error:  # a container left mid-window: measure again
+                log.info("window skipped: %s", error)
+                return
+        self.metrics.windows.inc()
+        observed_at = datetime.now(UTC)
+        tracker.forget_all_but(c.container_id or "" for c in report.containers)
+        for truth in report.containers:
+            if truth.container_id is None:
+                continue
+            if not tracker.should_report(truth.container_id, truth.throttled_percent):
+                continue
+            pod = self.directory.container(truth.container_id, truth.cgroup_path)
+            if pod is None:
+                self.metrics.unmapped.labels(type="cpu_throttle").inc()
+                continue
+            self.send(
+                throttle_payload(truth, pod, self.config.node, observed_at, report.window_seconds)
+            )
+
+    def births_loop(self) -> None:
+        """Every pod born on the node, reported once its containers have all started."""
+        pending = PendingPods()
+        with BirthWatch(list(self.config.runtimes), self.fs) as watch:
+            while not self.stop.is_set():
+                for birth in watch.poll(0.5):
+                    if birth.pod_uid:
+                        pending.born(birth.pod_uid)
+                ready = pending.ready()
+                if ready:
+                    births = {pod.pod_uid: pod for pod in watch.pod_births()}
+                    for uid in ready:
+                        if self._report_birth(births.get(uid)):
+                            pending.reported(uid)
+                            watch.births = [b for b in watch.births if b.pod_uid != uid]
+                        elif not pending.retry_later(uid):
+                            self.metrics.unmapped.labels(type="pod_creation").inc()
+                self.health.beat("births")
+
+    def _report_birth(self, birth: PodBirth | None) -> bool:
+        if birth is None:
+            return False
+        pod = self.directory.pod(birth.pod_uid)
+        if pod is None:
+            return False
+        self.send(pod_creation_payload(birth, pod.pod_name, pod.namespace, self.config.node))
+        return True
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        agent = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path == "/metrics":
+                    self._reply(200, CONTENT_TYPE_LATEST, generate_latest(agent.metrics.registry))
+                elif self.path == "/healthz":
+                    stale = agent.health.stale(agent.liveness_limits())
+                    body = json.dumps(
+                        {"ok": not stale, "stale": stale, "spooled": len(agent.spool)}
+                    )
+                    self._reply(503 if stale else 200, "application/json", body.encode())
+                else:
+                    self._reply(404, "application/json", b'{"error": "not found"}')
+
+            def _reply(self, status: int, content_type: str, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                log.debug(format, *args)
+
+        return Handler
+
+    def liveness_limits(self) -> dict[str, float]:
+        """A loop that has not come round in this long is stuck."""
+        return {"observe": 3 * self.config.interval + 30, "births": 30.0}
+
+    def run(self) -> None:
+        """Run until stop is set (SIGTERM/SIGINT in the CLI); joins every loop."""
+        loops: list[tuple[str, Callable[[], None]]] = [
+            ("observe", self.observe_loop),
+            ("births", self.births_loop),
+            ("delivery", lambda: self.delivery.run(self.stop)),
+            ("http", self.server.serve_forever),
+        ]
+        threads = [
+            threading.Thread(target=self._guarded(name, loop), name=name, daemon=True)
+            for name, loop in loops
+        ]
+        for thread in threads:
+            thread.start()
+        self.stop.wait()
+        self.server.shutdown()
+        for thread in threads:
+            thread.join(timeout=15)
+        self.server.server_close()
+
+    def _guarded(self, name: str, loop: Callable[[], None]) -> Callable[[], None]:
+        """A loop that dies stops the agent (and its supervisor restarts it) rather than
+        leaving a half-working agent that reports healthy."""
+
+        def run() -> None:
+            try:
+                loop()
+            except Exception:
+                log.exception("the %s loop failed; stopping the agent", name)
+                self.failed = True
+                self.stop.set()
+
+        return run
+
+
+class PendingPods:
+    """Pods whose births wait to settle (or for the runtime to list them), reported once."""
+
+    def __init__(self, settle_seconds: float = BIRTH_SETTLE_SECONDS) -> None:
+        self.settle_seconds = settle_seconds
+        self._due: dict[str, tuple[float, int]] = {}  # pod uid -> (report at, attempts)
+        self._reported: set[str] = set()
+
+    def born(self, pod_uid: str) -> None:
+        """A container of the pod was born: its report waits for the pod to settle."""
+        if pod_uid not in self._reported:
+            self._due[pod_uid] = (time.monotonic() + self.settle_seconds, 0)
+
+    def ready(self) -> list[str]:
+        now = time.monotonic()
+        return [uid for uid, (at, _) in self._due.items() if at <= now]
+
+    def reported(self, pod_uid: str) -> None:
+        self._reported.add(pod_uid)
+        self._due.pop(pod_uid, None)
+
+    def retry_later(self, pod_uid: str) -> bool:
+        """Try again after another settle time; False once the attempts are used up."""
+        attempts = self._due[pod_uid][1] + 1
+        if attempts >= BIRTH_MAPPING_ATTEMPTS:
+            del self._due[pod_uid]
+            return False
+        self._due[pod_uid] = (time.monotonic() + self.settle_seconds, attempts)
+        return True
+
+
+def mode_needs_refresh(mode: KeyMode) -> bool:
+    """Pid-keyed windows must learn new processes; cgroup ids cover them already."""
+    return mode is KeyMode.TGID
