@@ -1,0 +1,2 @@
+"""The kopf operator: signals in through a webhook, KernelWhispers and PodBirthCertificates
+out, each concluded with severity, insights and recommendations (analysis.py)."""

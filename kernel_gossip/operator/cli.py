@@ -1,0 +1,121 @@
+"""CLI of `kernel-gossip operator`: the kopf operator and its webhook, in the foreground."""
+
+import argparse
+import asyncio
+import re
+from pathlib import Path
+from typing import Any
+
+from kernel_gossip.analysis import Thresholds
+from kernel_gossip.errors import UserError
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser(
+        "operator",
+        help="run the operator: webhook in, KernelWhispers and PodBirthCertificates out",
+        description="Receive kernel signals on a webhook (POST /webhook/ebpf or "
+        "/webhook/pixie with 'Authorization: Bearer TOKEN'), write them as custom resources "
+        "with severity, insights and recommendations, until interrupted.",
+    )
+    parser.add_argument("--kubeconfig", metavar="PATH", help="default: in-cluster, $KUBECONFIG")
+    parser.add_argument(
+        "--namespace",
+        type=namespace_name,
+        default="kernel-gossip",
+        metavar="NS",
+        help="where the resources go (created if missing; default kernel-gossip)",
+    )
+    parser.add_argument("--webhook-host", default="0.0.0.0", metavar="H", help="default 0.0.0.0")
+    parser.add_argument(
+        "--webhook-port", type=port_number, default=8080, metavar="P", help="default 8080"
+    )
+    auth = parser.add_mutually_exclusive_group()
+    auth.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="F",
+        help="file holding the bearer token senders must present "
+        "(default: Secret kernel-gossip-webhook, key token, in the namespace)",
+    )
+    auth.add_argument(
+        "--insecure-webhook",
+        action="store_true",
+        help="accept signals without a token (logs a warning; for a talk demo only)",
+    )
+    parser.add_argument(
+        "--warning-percent",
+        type=float,
+        default=Thresholds.warning_percent,
+        metavar="PCT",
+        help="periods throttled for a warning (default 25, kubernetes-mixin CPUThrottlingHigh)",
+    )
+    parser.add_argument(
+        "--critical-percent",
+        type=float,
+        default=Thresholds.critical_percent,
+        metavar="PCT",
+        help="periods throttled for critical (default 50)",
+    )
+    parser.add_argument(
+        "--target-percent",
+        type=float,
+        default=Thresholds.target_percent,
+        metavar="PCT",
+        help="throttling a suggested limit aims to stay under (default 10)",
+    )
+    parser.add_argument(
+        "--history",
+        type=int,
+        default=Thresholds.history_length,
+        metavar="N",
+        help="throttle readings kept in status.history (default 10)",
+    )
+    parser.add_argument("--verbose", action="store_true", help="debug logs (kopf's too)")
+    parser.set_defaults(handler=run)
+
+
+def namespace_name(text: str) -> str:
+    if not DNS_LABEL.match(text):
+        raise argparse.ArgumentTypeError(f"not a namespace name (DNS label): {text!r}")
+    return text
+
+
+def port_number(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be within 1..65535: {port}")
+    return port
+
+
+def run(args: argparse.Namespace) -> int:
+    import kopf  # kopf and aiohttp load only for this command
+
+    from kernel_gossip.operator.service import OperatorConfig, serve
+
+    try:
+        thresholds = Thresholds(
+            warning_percent=args.warning_percent,
+            critical_percent=args.critical_percent,
+            target_percent=args.target_percent,
+            history_length=args.history,
+        )
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    config = OperatorConfig(
+        kubeconfig=args.kubeconfig,
+        namespace=args.namespace,
+        host=args.webhook_host,
+        port=args.webhook_port,
+        token_file=args.token_file,
+        insecure_webhook=args.insecure_webhook,
+        thresholds=thresholds,
+    )
+    kopf.configure(verbose=args.verbose)
+    asyncio.run(serve(config))
+    return 0

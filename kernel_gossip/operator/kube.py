@@ -1,0 +1,138 @@
+"""A small typed Kubernetes REST client on aiohttp, logged in the way kopf logs in.
+
+The operator needs a dozen calls (get/create/replace a custom resource and its status,
+read a pod, its owners, HPAs and PodMetrics, post an Event): plain REST with the
+credentials kopf resolved from the kubeconfig or the service account, rather than a
+second, untyped client library.
+"""
+
+import json
+import os
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import quote
+
+import aiohttp
+import kopf
+
+JsonObject = dict[str, Any]
+
+REQUEST_TIMEOUT_SECONDS = 10.0
+
+
+class ApiError(Exception):
+    """The API server answered with an error status."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+def connection_info(kubeconfig: str | None) -> kopf.ConnectionInfo:
+    """Credentials from --kubeconfig, else $KUBECONFIG or ~/.kube/config, else the pod's
+    service account; raises LookupError when there are none."""
+    settings = kopf.OperatorSettings()
+    if kubeconfig is not None:
+        os.environ["KUBECONFIG"] = kubeconfig
+        info = kopf.login_with_kubeconfig(settings=settings)
+    else:
+        info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
+            settings=settings
+        )
+    if info is None:
+        raise LookupError("no kubeconfig and no service account: pass --kubeconfig PATH")
+    return info
+
+
+class KubeClient:
+    """JSON in, JSON out; errors as ApiError with the server's own message."""
+
+    def __init__(self, info: kopf.ConnectionInfo) -> None:
+        self.server = info.server.rstrip("/")
+        ssl = info.as_ssl_context() if self.server.startswith("https:") else False
+        self._session = aiohttp.ClientSession(
+            headers=info.as_http_headers(),
+            connector=aiohttp.TCPConnector(ssl=ssl),
+            timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS),
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._session.close()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        content_type: str = "application/json",
+    ) -> JsonObject:
+        data = None if body is None else json.dumps(body)
+        headers = {"Content-Type": content_type, "Accept": "application/json"}
+        async with self._session.request(
+            method, self.server + path, data=data, headers=headers
+        ) as response:
+            text = await response.text()
+            if response.status >= 400:
+                raise _api_error(response.status, text)
+            answer = json.loads(text) if text else {}
+            if not isinstance(answer, dict):
+                raise ApiError(response.status, "BadResponse", f"not a JSON object: {text[:200]}")
+            return answer
+
+    async def get(self, path: str) -> JsonObject | None:
+        """The object, or None when the server says 404 (absent, or a type it does not serve)."""
+        try:
+            return await self.request("GET", path)
+        except ApiError as error:
+            if error.status == 404:
+                return None
+            raise
+
+    async def create(self, path: str, body: Mapping[str, Any]) -> JsonObject:
+        return await self.request("POST", path, body)
+
+    async def replace(self, path: str, body: Mapping[str, Any]) -> JsonObject:
+        return await self.request("PUT", path, body)
+
+
+def _api_error(status: int, text: str) -> ApiError:
+    try:
+        document = json.loads(text)
+    except ValueError:
+        document = None
+    if isinstance(document, dict):
+        return ApiError(
+            status, str(document.get("reason", "")), str(document.get("message", text))[:500]
+        )
+    return ApiError(status, "", text[:500])
+
+
+def core_path(namespace: str, plural: str, name: str | None = None) -> str:
+    """/api/v1/namespaces/NS/PLURAL[/NAME]"""
+    return _path("/api/v1", namespace, plural, name)
+
+
+def group_path(
+    group_version: str, namespace: str, plural: str, name: str | None = None, status: bool = False
+) -> str:
+    """/apis/GROUP/VERSION/namespaces/NS/PLURAL[/NAME][/status]"""
+    return _path(f"/apis/{group_version}", namespace, plural, name) + ("/status" if status else "")
+
+
+def _path(prefix: str, namespace: str, plural: str, name: str | None) -> str:
+    path = f"{prefix}/namespaces/{quote(namespace, safe='')}/{plural}"
+    return path if name is None else f"{path}/{quote(name, safe='')}"

@@ -1,0 +1,214 @@
+"""The webhook: signals in over HTTP, custom resources out.
+
+POST /webhook/ebpf and /webhook/pixie (one handler; the talk posts to the latter) take a
+signal, check the bearer token, the content type, the size and the payload model, write
+the resource and answer 202 once it is written. Every refusal is a 4xx with a one-line
+JSON error; only trouble on the API server's side is a 5xx. GET /healthz and /metrics
+(Prometheus) need no token.
+"""
+
+import asyncio
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client.exposition import generate_latest
+from pydantic import ValidationError
+
+from kernel_gossip.operator.kube import ApiError
+from kernel_gossip.operator.writer import ConflictsExhausted, PodMismatch, Writer, Written
+from kernel_gossip.payloads import CpuThrottlePayload, parse_signal
+
+log = logging.getLogger("kernel_gossip.operator")
+
+MAX_BODY_BYTES = 1024 * 1024
+SIGNAL_PATHS = ("/webhook/ebpf", "/webhook/pixie")
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
+ERROR_DETAIL_CHARS = 400
+TAG_ERRORS = {"union_tag_invalid", "union_tag_not_found"}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Metrics:
+    """The webhook's Prometheus series, in a registry of their own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.received = Counter(
+            "kernel_gossip_webhook_events_received",
+            "Signals posted to the webhook, before any check.",
+            registry=self.registry,
+        )
+        self.accepted = Counter(
+            "kernel_gossip_webhook_events_accepted",
+            "Signals written as custom resources, by signal type.",
+            ["type"],
+            registry=self.registry,
+        )
+        self.rejected = Counter(
+            "kernel_gossip_webhook_events_rejected",
+            "Signals refused, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.writes = Counter(
+            "kernel_gossip_cr_writes",
+            "Custom resources written, by kind and operation.",
+            ["kind", "operation"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "kernel_gossip_signal_to_cr_seconds",
+            "From receipt of a signal to its custom resource written (spec and status).",
+            ["type"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+
+class Refusal(Exception):
+    """A signal the webhook will not write: an HTTP status, a metric reason, one line."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+def error_response(status: int, message: str) -> web.Response:
+    return web.json_response({"error": " ".join(message.split())}, status=status)
+
+
+def describe(error: ValidationError) -> Refusal:
+    """A payload model's complaint as one line, classified for the metrics."""
+    problems = error.errors(include_url=False)
+    first = problems[0]["type"]
+    if first == "json_invalid":
+        return Refusal(400, "bad_json", f"body is not valid JSON: {problems[0]['msg']}")
+    if first in TAG_ERRORS:
+        return Refusal(
+            422, "unknown_type", "field 'type' must be one of: cpu_throttle, pod_creation"
+        )
+    parts = []
+    for problem in problems:
+        location = [str(part) for part in problem["loc"][1:]] or ["body"]
+        parts.append(f"{'.'.join(location)}: {problem['msg']}")
+    return Refusal(422, "invalid", "; ".join(parts)[:ERROR_DETAIL_CHARS])
+
+
+def bearer_matches(header: str | None, token: str) -> bool:
+    scheme, _, given = (header or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    )
+
+
+@dataclass
+class Webhook:
+    writer: Writer
+    token: str | None
+    metrics: Metrics = field(default_factory=Metrics)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def application(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[json_errors])
+        for path in SIGNAL_PATHS:
+            app.router.add_post(path, self.receive)
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/metrics", self.prometheus)
+        return app
+
+    async def healthz(self, _: web.Request) -> web.Response:
+        if not self.ready.is_set():
+            return web.json_response({"status": "starting"}, status=503)
+        return web.json_response({"status": "ok"})
+
+    async def prometheus(self, _: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(self.metrics.registry),
+            headers={"Content-Type": CONTENT_TYPE_LATEST},
+        )
+
+    async def receive(self, request: web.Request) -> web.Response:
+        received = time.perf_counter()
+        self.metrics.received.inc()
+        try:
+            written = await self._write(request)
+        except Refusal as refusal:
+            self.metrics.rejected.labels(refusal.reason).inc()
+            log.info("refused a signal (%s): %s", refusal.status, refusal.message)
+            return error_response(refusal.status, refusal.message)
+        self.metrics.writes.labels(written.kind.kind, written.operation).inc()
+        kind = "cpu_throttle" if written.kind.plural == "kernelwhispers" else "pod_creation"
+        self.metrics.accepted.labels(kind).inc()
+        self.metrics.latency.labels(kind).observe(time.perf_counter() - received)
+        return web.json_response({"status": "accepted", "name": written.name}, status=202)
+
+    async def _write(self, request: web.Request) -> Written:
+        if self.token is not None and not bearer_matches(
+            request.headers.get("Authorization"), self.token
+        ):
+            raise Refusal(401, "unauthorized", "missing or wrong 'Authorization: Bearer' token")
+        if request.content_type != "application/json":
+            raise Refusal(
+                415,
+                "unsupported_media_type",
+                f"Content-Type must be application/json, not {request.content_type!r}",
+            )
+        body = await read_body(request)
+        try:
+            signal = parse_signal(body)
+        except ValidationError as error:
+            raise describe(error) from None
+        try:
+            if isinstance(signal, CpuThrottlePayload):
+                return await self.writer.whisper(signal)
+            return await self.writer.certificate(signal)
+        except PodMismatch as error:
+            raise Refusal(409, "name_taken", str(error)) from None
+        except ApiError as error:
+            raise api_refusal(error) from None
+        except ConflictsExhausted as error:
+            raise Refusal(503, "conflicts", str(error)) from None
+        except (aiohttp.ClientError, TimeoutError, OSError) as error:
+            raise Refusal(503, "api_unreachable", f"API server unreachable: {error}") from None
+
+
+async def read_body(request: web.Request) -> bytes:
+    too_large = Refusal(413, "too_large", f"body over {MAX_BODY_BYTES} bytes")
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise too_large
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise too_large from None
+
+
+def api_refusal(error: ApiError) -> Refusal:
+    """The API server refused the resource: its content (400, 422) is the sender's problem,
+    anything else (missing CRDs or namespace, credentials, overload) is ours."""
+    if error.status in (400, 422):
+        return Refusal(422, "api_rejected", f"the API server refused the resource: {error}")
+    log.error("API server error writing a resource: %s", error)
+    return Refusal(503, "api_error", f"API server error: {error}")
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Unknown paths and methods, and bugs, answer in the same one-line JSON."""
+    try:
+        return await handler(request)
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        return error_response(error.status, f"{error.reason}: {request.method} {request.path}")
+    except Exception:
+        log.exception("webhook bug on %s %s", request.method, request.path)
+        return error_response(500, "internal error (logged by the operator)")

@@ -1,0 +1,230 @@
+"""Turning a validated signal into its custom resource: spec (the evidence and insights),
+then status (what the operator concludes), as one idempotent upsert.
+
+Optimistic concurrency throughout: the spec is replaced and the status written with the
+resourceVersion just read, and a 409 starts the round again from a fresh read, so two
+writers (two operator replicas, kopf's own annotations) never lose a throttle reading.
+"""
+
+import asyncio
+import logging
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import TypeAdapter, ValidationError
+
+from kernel_gossip.analysis import (
+    PodFacts,
+    Thresholds,
+    birth_summary,
+    insights,
+    one_line,
+    usage_report,
+    whisper_status,
+)
+from kernel_gossip.operator import podfacts
+from kernel_gossip.operator.kube import ApiError, JsonObject, KubeClient, group_path
+from kernel_gossip.payloads import (
+    CpuThrottlePayload,
+    PodCreationPayload,
+    birth_certificate_spec,
+    kernel_truth,
+)
+from kernel_gossip.resources import (
+    API_VERSION,
+    KernelWhisperSpec,
+    KernelWhisperStatus,
+    PodBirthCertificateStatus,
+    ThrottleReading,
+    birth_certificate_name,
+    kernel_whisper_name,
+)
+
+log = logging.getLogger("kernel_gossip.operator")
+
+WRITTEN_BY = "kernel-gossip.dev/written-by"
+"""Marks resources the webhook owns: kopf's handlers leave their status to the webhook."""
+MAX_ATTEMPTS = 8
+HISTORY = TypeAdapter(list[ThrottleReading])
+
+Operation = Literal["created", "updated"]
+StatusFor = Callable[[JsonObject | None], JsonObject]
+
+
+@dataclass(frozen=True)
+class Kind:
+    plural: str
+    kind: str
+
+
+WHISPERS = Kind("kernelwhispers", "KernelWhisper")
+CERTIFICATES = Kind("podbirthcertificates", "PodBirthCertificate")
+
+
+class PodMismatch(Exception):
+    """The resource name is taken by a pod of the same name in another namespace."""
+
+
+class ConflictsExhausted(Exception):
+    """Other writers kept changing the resource between our read and write."""
+
+
+@dataclass(frozen=True)
+class Written:
+    kind: Kind
+    name: str
+    operation: Operation
+
+
+def dump(model: Any) -> JsonObject:
+    """A model as the API wants it: camelCase JSON, absent fields left out."""
+    document: JsonObject = model.model_dump(by_alias=True, mode="json", exclude_none=True)
+    return document
+
+
+def previous_history(status: JsonObject | None) -> list[ThrottleReading]:
+    """The readings kept in a status; an unreadable history starts afresh (logged)."""
+    try:
+        return HISTORY.validate_python((status or {}).get("history") or [])
+    except ValidationError as error:
+        log.warning("ignoring an unreadable status.history: %s", error.errors()[0]["msg"])
+        return []
+
+
+def whisper_spec(
+    signal: CpuThrottlePayload, facts: PodFacts, thresholds: Thresholds
+) -> KernelWhisperSpec:
+    truth = kernel_truth(signal)
+    reported = usage_report(truth, signal.reported_cpu_usage, facts)
+    return KernelWhisperSpec(
+        signal_type="cpu_throttle",
+        pod_name=signal.pod_name,
+        pod_namespace=signal.namespace,
+        container_name=signal.container_name,
+        node=signal.node,
+        observed_at=signal.timestamp,
+        kernel_truth=truth,
+        reported_cpu_usage_cores=signal.reported_cpu_usage,
+        insights=insights(truth, reported, thresholds),
+    )
+
+
+async def announce_whisper(
+    client: KubeClient,
+    name: str,
+    spec: KernelWhisperSpec,
+    status: KernelWhisperStatus,
+    pod: JsonObject | None,
+) -> None:
+    """The conclusion in the operator's log, and as an Event on the pod when it exists."""
+    for line in spec.insights:
+        log.info("INSIGHT %s: %s", name, line)
+    for advice in status.recommendations:
+        log.info("RECOMMENDATION %s: %s", name, one_line(advice))
+    if pod is not None:
+        headline = spec.insights[0] if spec.insights else f"{status.severity} CPU throttling"
+        await podfacts.record_event(
+            client,
+            pod,
+            "KernelThrottling",
+            f"{headline}. {status.recommendation}",
+            warning=status.severity != "info",
+        )
+
+
+@dataclass
+class Writer:
+    client: KubeClient
+    namespace: str
+    thresholds: Thresholds
+    _locks: "weakref.WeakValueDictionary[str, asyncio.Lock]" = field(
+        default_factory=weakref.WeakValueDictionary
+    )
+
+    async def whisper(self, signal: CpuThrottlePayload) -> Written:
+        facts, pod = await podfacts.gather(
+            self.client, signal.namespace, signal.pod_name, signal.container_name
+        )
+        spec = whisper_spec(signal, facts, self.thresholds)
+        concluded: list[KernelWhisperStatus] = []
+
+        def status_for(previous: JsonObject | None) -> JsonObject:
+            status = whisper_status(
+                spec, facts, previous_history(previous), self.thresholds, datetime.now(UTC)
+            )
+            concluded.append(status)
+            return dump(status)
+
+        name = kernel_whisper_name(signal.pod_name)
+        written = await self._upsert(WHISPERS, name, signal.namespace, dump(spec), status_for)
+        await announce_whisper(self.client, name, spec, concluded[-1], pod)
+        return written
+
+    async def certificate(self, signal: PodCreationPayload) -> Written:
+        spec = birth_certificate_spec(signal)
+        summary = birth_summary(spec)
+
+        def status_for(_: JsonObject | None) -> JsonObject:
+            return dump(PodBirthCertificateStatus(summary=summary, recorded_at=datetime.now(UTC)))
+
+        name = birth_certificate_name(signal.pod_name)
+        written = await self._upsert(CERTIFICATES, name, signal.namespace, dump(spec), status_for)
+        log.info("BIRTH %s: %s", name, summary)
+        pod = await podfacts.find_pod(self.client, signal.namespace, signal.pod_name)
+        if pod is not None:
+            await podfacts.record_event(
+                self.client, pod, "PodBirthRecorded", summary, warning=False
+            )
+        return written
+
+    async def _upsert(
+        self, kind: Kind, name: str, pod_namespace: str, spec: JsonObject, status_for: StatusFor
+    ) -> Written:
+        lock = self._locks.setdefault(f"{kind.plural}/{name}", asyncio.Lock())
+        async with lock:
+            for _ in range(MAX_ATTEMPTS):
+                try:
+                    return await self._attempt(kind, name, pod_namespace, spec, status_for)
+                except ApiError as error:
+                    if error.status != 409:
+                        raise
+                    log.info("%s %s changed under us (%s): retrying", kind.kind, name, error.reason)
+        raise ConflictsExhausted(f"{kind.kind} {name} kept changing: gave up after {MAX_ATTEMPTS}")
+
+    async def _attempt(
+        self, kind: Kind, name: str, pod_namespace: str, spec: JsonObject, status_for: StatusFor
+    ) -> Written:
+        path = group_path(API_VERSION, self.namespace, kind.plural, name)
+        current = await self.client.get(path)
+        operation: Operation
+        if current is None:
+            body: JsonObject = {
+                "apiVersion": API_VERSION,
+                "kind": kind.kind,
+                "metadata": {"name": name, "annotations": {WRITTEN_BY: "webhook"}},
+                "spec": spec,
+            }
+            collection = group_path(API_VERSION, self.namespace, kind.plural)
+            stored, operation, previous = (
+                await self.client.create(collection, body),
+                "created",
+                None,
+            )
+        else:
+            recorded = current.get("spec", {}).get("podNamespace")
+            if recorded not in (None, pod_namespace):
+                raise PodMismatch(
+                    f"{kind.kind} {name} already records pod {spec['podName']} of namespace "
+                    f"{recorded}; pods of the same name in two namespaces share one resource name"
+                )
+            metadata = current.get("metadata", {})
+            annotations = {**(metadata.get("annotations") or {}), WRITTEN_BY: "webhook"}
+            body = {**current, "metadata": {**metadata, "annotations": annotations}, "spec": spec}
+            stored, operation = await self.client.replace(path, body), "updated"
+            previous = current.get("status")
+        status_path = group_path(API_VERSION, self.namespace, kind.plural, name, status=True)
+        await self.client.replace(status_path, {**stored, "status": status_for(previous)})
+        return Written(kind, name, operation)
