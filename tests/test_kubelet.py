@@ -5,6 +5,7 @@ out by hand from its formulas, never from the code under test.
 """
 
 import json
+import re
 from fractions import Fraction
 from typing import Any
 
@@ -24,6 +25,7 @@ from kernel_gossip.lab.kubelet import (
     milli_cpu_to_quota,
     milli_cpu_to_shares,
     oom_score_adj,
+    parse_manifests,
     parse_quantity,
     pod_cgroup_config,
     pod_cgroup_parent,
@@ -445,3 +447,43 @@ def test_invalid_manifests_are_refused_with_the_reason(
     changes: dict[str, Any], message: str
 ) -> None:
     assert message in _invalid(_document(**changes))
+
+
+NGINX_YAML = """\
+apiVersion: v1
+kind: Pod
+metadata: {name: a}
+spec:
+  containers: [{name: c, image: i, resources: {limits: {cpu: 500m, memory: 64Mi}}}]
+"""
+
+
+def test_parse_manifests_reads_every_document() -> None:
+    pods = parse_manifests(NGINX_YAML + "---\n" + NGINX_YAML.replace("name: a", "name: b"), "f")
+    assert [p.key for p in pods] == ["default/a", "default/b"]
+
+
+def test_parsed_quantities_serialise_back_as_kubernetes_quantities() -> None:
+    (nginx,) = parse_manifests(NGINX_YAML, "f")
+    resources = nginx.model_dump(by_alias=True)["spec"]["containers"][0]["resources"]
+    assert resources["limits"] == {"cpu": "500m", "memory": str(64 * 1024**2)}
+    assert resources["requests"] == resources["limits"]  # defaulted, as the API server does
+    assert parse_manifests(nginx.model_dump_json(by_alias=True), "again") == [nginx]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "f: no Pod manifest in it"),
+        ("- 1\n- 2\n", "f: a Pod manifest is a mapping, not list"),
+        ("a: [\n", "f: not YAML:"),
+        (NGINX_YAML.replace("500m", "half"), "f: spec.containers.0.resources.limits.cpu: "),
+        (NGINX_YAML.replace("name: c,", "name: c, volumeMounts: [],"), "volumeMounts: Extra"),
+        (NGINX_YAML + "---\n" + NGINX_YAML, "f: the same pod twice: default/a"),
+        (NGINX_YAML + "---\nkind: Pod\n", "f (document 2): apiVersion: Field required"),
+    ],
+)
+def test_parse_manifests_errors_are_one_line_with_the_place(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)) as caught:
+        parse_manifests(text, "f")
+    assert "\n" not in str(caught.value)

@@ -20,8 +20,9 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +32,6 @@ from kernel_gossip.lab import images, pods
 from kernel_gossip.lab.cri import CriClient, CriError, runtime_api
 
 Say = Callable[[str], None]
-NETWORK = "kernel-gossip-lab"
 POD_SUPERNET = ipaddress.IPv4Network("10.244.0.0/16")  # one /24 of it per lab
 CNI_BIN_DIR = Path("/usr/lib/cni")
 CNI_RESULTS = Path("/var/lib/cni/results")
@@ -99,6 +99,11 @@ class PodNetwork:
 
     bridge: str
     subnet: str
+
+    @property
+    def name(self) -> str:
+        """The CNI network's name: libcni names its cached results after it."""
+        return f"kernel-gossip-{self.bridge}"
 
 
 def choose_network(base: Path, routes: list[tuple[str, str]]) -> PodNetwork:
@@ -201,7 +206,7 @@ def render_cni(where: Layout, network: PodNetwork) -> str:
     """The pod network: one bridge, host-local addresses, no masquerade (no iptables)."""
     config = {
         "cniVersion": "1.0.0",
-        "name": NETWORK,
+        "name": network.name,
         "plugins": [
             {
                 "type": "bridge",
@@ -268,7 +273,9 @@ def _spawn(where: Layout, say: Say) -> None:
     where.config.write_text(render_config(where, images.PAUSE.ref))
     network = choose_network(where.base, _routes())
     where.network_file.write_text(json.dumps(network.__dict__) + "\n")
-    (where.cni_conf_dir / f"10-{NETWORK}.conflist").write_text(render_cni(where, network))
+    for stale in where.cni_conf_dir.glob("*.conflist"):
+        stale.unlink()
+    (where.cni_conf_dir / f"10-{network.name}.conflist").write_text(render_cni(where, network))
     if not where.ip_forward_before.exists():
         where.ip_forward_before.write_text(IP_FORWARD.read_text())
     where.socket.unlink(missing_ok=True)
@@ -332,10 +339,12 @@ def stop_containerd(lab: Path | None = None, say: Say = _quiet) -> None:
     pods.clean_leftovers(lab, say)
     _unmount_under(where.base)
     network = _network(where)
-    if network is not None and Path(f"/sys/class/net/{network.bridge}").exists():
-        subprocess.run(["ip", "link", "delete", network.bridge], check=False, capture_output=True)
-    for result in CNI_RESULTS.glob(f"{NETWORK}-*"):
-        result.unlink(missing_ok=True)
+    if network is not None:
+        if Path(f"/sys/class/net/{network.bridge}").exists():
+            command = ["ip", "link", "delete", network.bridge]
+            subprocess.run(command, check=False, capture_output=True)
+        for result in CNI_RESULTS.glob(f"{network.name}-*"):
+            result.unlink(missing_ok=True)
     shutil.rmtree(where.ipam_dir, ignore_errors=True)
     if where.ip_forward_before.exists():
         IP_FORWARD.write_text(where.ip_forward_before.read_text())
@@ -397,3 +406,31 @@ def _unmount_under(base: Path) -> None:
     ]
     for mount_point in sorted(mounted, key=len, reverse=True):
         subprocess.run(["umount", "-l", mount_point], check=False, capture_output=True)
+
+
+@dataclass(frozen=True)
+class LabContainerd:
+    """A running lab containerd, as tests (and `lab up`) reach it."""
+
+    lab: Path
+    socket: Path
+
+
+def serve_for_tests(lab: Path, missing: Callable[[bool, str], None]) -> Iterator[LabContainerd]:
+    """The pytest fixture lab_containerd: one containerd for a test session in a lab
+    directory of its own (own bridge and subnet), stopped at the end. A host that cannot
+    run it is reported to missing(False, reason), which fails in CI and skips elsewhere."""
+
+    def progress(message: str) -> None:
+        print(f"[lab containerd] {message}", file=sys.__stderr__, flush=True)
+
+    try:
+        _check_host(layout(lab))
+        socket = start_containerd(lab, progress)
+    except UserError as error:
+        missing(False, f"the lab's containerd did not start: {error}")
+        raise
+    try:
+        yield LabContainerd(lab, socket)
+    finally:
+        stop_containerd(lab, progress)

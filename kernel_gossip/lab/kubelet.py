@@ -148,24 +148,20 @@ class Resources(CamelModel):
     requests: ResourceAmounts = ResourceAmounts()
     limits: ResourceAmounts = ResourceAmounts()
 
-    @model_validator(mode="before")
-    @classmethod
-    def _requests_default_to_limits(cls, data: Any) -> Any:
-        """The API server's defaulting: a resource with a limit and no request requests it."""
-        if not isinstance(data, dict) or not isinstance(data.get("limits"), dict):
-            return data
-        requests = data.get("requests") or {}
-        if not isinstance(requests, dict):
-            return data
-        return {**data, "requests": {**data["limits"], **requests}}
-
     @model_validator(mode="after")
-    def _requests_within_limits(self) -> "Resources":
+    def _requests_default_to_limits(self) -> "Resources":
+        """The API server's defaulting: a resource with a limit and no request requests
+        its limit. A request above its limit is refused, as the API server refuses it."""
+        defaults = {}
         for name in ("cpu", "memory"):
             request, limit = getattr(self.requests, name), getattr(self.limits, name)
-            if request is not None and limit is not None and request > limit:
+            if request is None and limit is not None:
+                defaults[name] = limit
+            elif request is not None and limit is not None and request > limit:
                 raise ValueError(f"{name} request must be less than or equal to {name} limit")
-        return self
+        if not defaults:
+            return self
+        return self.model_copy(update={"requests": self.requests.model_copy(update=defaults)})
 
 
 class EnvVar(CamelModel):

@@ -45,6 +45,7 @@ from kernel_gossip.models import CamelModel
 Say = Callable[[str], None]
 CGROUP_MOUNT_ROOT = Path("/sys/fs/cgroup")
 KILL_TIMEOUT_S = 10.0
+CNI_RESULTS = Path("/var/lib/cni/results")  # libcni's cache: one file per sandbox network
 
 
 class PodApi(Protocol):
@@ -739,6 +740,9 @@ def _remove(cri: CriClient | None, record: PodRecord, lab: Path | None, say: Say
     _finish_removal(lab, record.namespace, record.name, record.uid, record.cgroup_parent)
     if record.netns_path:
         _remove_netns(Path(record.netns_path))
+    if record.sandbox_id:
+        for result in CNI_RESULTS.glob(f"*-{record.sandbox_id}-*"):
+            result.unlink(missing_ok=True)
 
 
 def _finish_removal(lab: Path | None, namespace: str, name: str, uid: str, parent: str) -> None:
