@@ -15,7 +15,8 @@
 // Cgroup writes are writes to file descriptors that a tracked process opened under
 // CGROUP_ROOT, directly or relative to a directory descriptor opened there (runc opens
 // /sys/fs/cgroup once and openat2()s below it). Descriptors are known per process (tgid);
-// dup()ed or inherited ones are not followed.
+// dup()ed or inherited ones are not followed. Writes to cgroup.procs and tasks move tasks;
+// the first write to any other cgroup file starts the cgroup-limits phase.
 //
 // Per-event cost: a task that is not tracked pays one hash lookup in raw_syscalls:sys_enter,
 // and one in the per-syscall tracepoints, which fire only for those rare syscalls. Rare
@@ -29,6 +30,10 @@
 #define COMM_LEN 16
 #define CGROUP_ROOT "/sys/fs/cgroup"
 #define CGROUP_ROOT_LEN 14
+#define PATH_BUF 256  // a power of two: indexes into it are masked for the verifier
+#define NOT_CGROUP 0
+#define CGROUP_CONTROL 1     // a limit or other control file
+#define CGROUP_MEMBERSHIP 2  // cgroup.procs, tasks
 #define AT_FDCWD_FD ((u32)-100)
 // CLONE_NEW* flags: ns, cgroup, uts, ipc, user, pid, net; time (0x80) only for clone3 and
 // unshare, where clone() keeps its exit signal in the low byte.
@@ -73,9 +78,13 @@ struct exec_entry {
     u32 phase;   // the birth's phase then (tracked tasks)
 };
 
-struct pending_open {
+struct cgroup_file {
     u32 serial;
-    u32 cgroup;  // the path is a cgroup file
+    u32 kind;  // NOT_CGROUP, CGROUP_CONTROL, CGROUP_MEMBERSHIP
+};
+
+struct path_buf {
+    char c[PATH_BUF];
 };
 
 struct event {
@@ -94,8 +103,9 @@ BPF_HASH(tracked, u32, struct task_info, MAX_TASKS);
 BPF_HASH(births, u32, struct birth, MAX_BIRTHS);
 BPF_HASH(syscall_counts, struct count_key, u64, MAX_COUNTS);
 BPF_TABLE("lru_hash", u32, struct exec_entry, exec_entries, 4096);
-BPF_TABLE("lru_hash", u32, struct pending_open, pending_opens, 4096);
-BPF_TABLE("lru_hash", struct fd_key, u32, cgroup_fds, 16384);  // -> serial
+BPF_TABLE("lru_hash", u32, struct cgroup_file, pending_opens, 4096);  // tid -> being opened
+BPF_TABLE("lru_hash", struct fd_key, struct cgroup_file, cgroup_fds, 16384);
+BPF_PERCPU_ARRAY(path_scratch, struct path_buf, 1);
 BPF_PERCPU_ARRAY(serial_counter, u32, 1);
 BPF_RINGBUF_OUTPUT(events, 256);  // 1 MiB: ~3600 events between two polls
 
@@ -144,8 +154,21 @@ static __always_inline int is_write(long nr)
            nr == NR_PWRITEV2;
 }
 
-// Does this open(2)/openat(2)/openat2(2) name a file under CGROUP_ROOT?
-static __always_inline u32 opens_cgroup_file(long nr, u64 arg0, u64 arg1, u32 tgid)
+// Does the path that ends at path[end] end with the file name `name` (n characters)?
+static __always_inline int names_file(const char *path, u32 end, const char *name, u32 n)
+{
+    if (end < n || end >= PATH_BUF)
+        return 0;
+#pragma unroll
+    for (u32 i = 0; i < n; i++) {
+        if (path[(end - n + i) & (PATH_BUF - 1)] != name[i])
+            return 0;
+    }
+    return end == n || path[(end - n - 1) & (PATH_BUF - 1)] == '/';
+}
+
+// What this open(2)/openat(2)/openat2(2) names: a file under CGROUP_ROOT or not.
+static __always_inline u32 cgroup_file_kind(long nr, u64 arg0, u64 arg1, u32 tgid)
 {
     u32 dirfd = AT_FDCWD_FD;
     const char *path = (const char *)arg1;
@@ -154,20 +177,34 @@ static __always_inline u32 opens_cgroup_file(long nr, u64 arg0, u64 arg1, u32 tg
     } else {
         dirfd = (u32)arg0;
     }
-    char head[CGROUP_ROOT_LEN + 2] = {};
-    if (bpf_probe_read_user_str(head, sizeof(head), path) <= 0)
-        return 0;
-    if (head[0] != '/') {
+    int zero = 0;
+    struct path_buf *buf = path_scratch.lookup(&zero);
+    if (!buf)
+        return NOT_CGROUP;
+    long len = bpf_probe_read_user_str(buf->c, PATH_BUF, path);
+    if (len <= 1)
+        return NOT_CGROUP;
+    if (buf->c[0] != '/') {
         struct fd_key dir = {.tgid = tgid, .fd = dirfd};
-        return dirfd != AT_FDCWD_FD && cgroup_fds.lookup(&dir) ? 1 : 0;
-    }
-    const char root[] = CGROUP_ROOT;
+        if (dirfd == AT_FDCWD_FD || !cgroup_fds.lookup(&dir))
+            return NOT_CGROUP;
+    } else {
+        const char root[] = CGROUP_ROOT;
 #pragma unroll
-    for (int i = 0; i < CGROUP_ROOT_LEN; i++) {
-        if (head[i] != root[i])
-            return 0;
+        for (int i = 0; i < CGROUP_ROOT_LEN; i++) {
+            if (buf->c[i] != root[i])
+                return NOT_CGROUP;
+        }
+        if (buf->c[CGROUP_ROOT_LEN] != '/' && buf->c[CGROUP_ROOT_LEN] != 0)
+            return NOT_CGROUP;
     }
-    return head[CGROUP_ROOT_LEN] == '/' || head[CGROUP_ROOT_LEN] == 0;
+    u32 end = len - 1;  // len counts the NUL
+    const char procs[] = "cgroup.procs";
+    const char tasks[] = "tasks";
+    if (names_file(buf->c, end, procs, sizeof(procs) - 1) ||
+        names_file(buf->c, end, tasks, sizeof(tasks) - 1))
+        return CGROUP_MEMBERSHIP;
+    return CGROUP_CONTROL;
 }
 
 TRACEPOINT_PROBE(raw_syscalls, sys_enter)
@@ -196,14 +233,16 @@ TRACEPOINT_PROBE(raw_syscalls, sys_enter)
         cgroup_fds.delete(&fd);
     } else if (is_write(nr)) {
         struct fd_key fd = {.tgid = tgid, .fd = (u32)args->args[0]};
-        if (cgroup_fds.lookup(&fd)) {
+        struct cgroup_file *file = cgroup_fds.lookup(&fd);
+        if (file) {
             __sync_fetch_and_add(&birth->cgroup_writes, 1);
-            reach(birth, PHASE_CGROUP_LIMITS, bpf_ktime_get_ns());
+            if (file->kind == CGROUP_CONTROL)
+                reach(birth, PHASE_CGROUP_LIMITS, bpf_ktime_get_ns());
         }
     } else if (nr == NR_OPENAT || nr == NR_OPENAT2 || (NR_OPEN >= 0 && nr == NR_OPEN)) {
-        struct pending_open open = {
+        struct cgroup_file open = {
             .serial = serial,
-            .cgroup = opens_cgroup_file(nr, args->args[0], args->args[1], tgid),
+            .kind = cgroup_file_kind(nr, args->args[0], args->args[1], tgid),
         };
         pending_opens.update(&tid, &open);
     }
@@ -215,16 +254,16 @@ static __always_inline void open_returned(long ret)
 {
     u64 pid_tgid = bpf_get_current_pid_tgid();
     u32 tid = pid_tgid;
-    struct pending_open *open = pending_opens.lookup(&tid);
+    struct cgroup_file *open = pending_opens.lookup(&tid);
     if (!open)
         return;
-    struct pending_open seen = *open;
+    struct cgroup_file seen = *open;
     pending_opens.delete(&tid);
     if (ret < 0)
         return;
     struct fd_key fd = {.tgid = pid_tgid >> 32, .fd = (u32)ret};
-    if (seen.cgroup)
-        cgroup_fds.update(&fd, &seen.serial);
+    if (seen.kind != NOT_CGROUP)
+        cgroup_fds.update(&fd, &seen);
     else
         cgroup_fds.delete(&fd);
 }

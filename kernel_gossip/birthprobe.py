@@ -167,7 +167,7 @@ class BirthProbe:
         for key in [key for key in counts if key.serial in serials]:
             counts.pop(key, None)
         fds = self._bpf[b"cgroup_fds"]
-        for key in [key for key, serial in fds.items() if serial.value in serials]:
+        for key in [key for key, file in fds.items() if file.serial in serials]:
             fds.pop(key, None)
 
     def close(self) -> None:

@@ -25,6 +25,7 @@ ENTRYPOINT = "/bin/true"
 STRACE = ("strace", "-f", "-y", "-s", "64", "-o")
 REQUIRED_PHASES = {"runtime-start", "namespaces", "rootfs", "cgroup-limits", ENTRYPOINT_EXEC}
 TOLERANCE = 0.05  # the issue's bound for totalSyscalls and mounts
+PHASE_SLACK = 0.02  # where a phase starts: tasks run in parallel, strace orders them
 
 
 def missing_tools() -> list[str]:
@@ -127,30 +128,39 @@ def _rmdir(path: Path) -> None:
             time.sleep(0.1)
 
 
-NOISE_CGROUP = Path("/sys/fs/cgroup/pids/kg-births-noise")
-NOISE_LOOP = f"""
+NOISE_POD_UID = "6e015e00-0000-4000-8000-000000000000"
+NOISE_CONTAINER_ID = "6e" * 32
+NOISE_PATH = ocibundle.pod_cgroups_path(NOISE_POD_UID, NOISE_CONTAINER_ID)
+NOISE_ROOTS = (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup/unified"))
+NOISE_LOOP = """
 while :; do
-  unshare --mount --uts --ipc --net sh -c \\
-    'mount -t tmpfs kg-noise /mnt && umount /mnt && hostname noise'
-  echo $$ > {NOISE_CGROUP}/cgroup.procs
-  echo $$ > {NOISE_CGROUP.parent}/cgroup.procs
-  /bin/true
+  for root in {roots}; do echo $$ > $root{path}/cgroup.procs; done
+  unshare --mount --uts --ipc --net --pid --fork --root={rootfs} /bin/true
+  unshare --mount sh -c 'mount -t tmpfs kg-noise /mnt && umount /mnt'
+  for root in {roots}; do echo $$ > $root/cgroup.procs; done
 done
 """
 
 
 @contextmanager
 def noise(folder: Path) -> Iterator[None]:
-    """Non-runtime processes doing what runtimes do: namespaces, mounts, cgroup writes and
-    execs, under names close to the runtimes' (crun-helper, runcx)."""
-    NOISE_CGROUP.mkdir(exist_ok=True)
+    """Non-runtime processes that look like container starts: each joins a pod-shaped
+    cgroup, creates namespaces, switches root (chroot into the busybox rootfs) and execs;
+    then mounts and writes cgroup files. They run under names close to the runtimes'
+    (crun-helper, runcx). Only runtime names start births: none of this may show."""
+    roots = [root for root in NOISE_ROOTS if root.is_dir()]
+    for root in roots:
+        (root / NOISE_PATH.lstrip("/")).mkdir(parents=True, exist_ok=True)
+    loop = NOISE_LOOP.format(
+        roots=" ".join(map(str, roots)), path=NOISE_PATH, rootfs=ocibundle.busybox_rootfs()
+    )
     processes = []
     for name in ("crun-helper", "runcx"):
         program = folder / name
         shutil.copy2("/bin/bash", program)
         processes.append(
             subprocess.Popen(
-                [str(program), "-c", NOISE_LOOP],
+                [str(program), "-c", loop],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,
@@ -163,7 +173,12 @@ def noise(folder: Path) -> Iterator[None]:
         for process in processes:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-        _rmdir(NOISE_CGROUP)
+        remove_pod_cgroups([NOISE_POD_UID])
+
+
+def assert_no_noise(births: Sequence[ContainerBirth]) -> None:
+    noisy = [b for b in births if NOISE_POD_UID in b.cgroup_path or b.runtime not in RUNTIMES]
+    assert noisy == []
 
 
 def within(measured: int, truth: int) -> bool:
@@ -185,6 +200,15 @@ def assert_matches_strace(birth: ContainerBirth, container: Container) -> None:
     assert birth.execs == truth.execs, figures
     assert within(birth.mounts, truth.mounts), figures
     assert within(birth.cgroup_writes, truth.cgroup_writes), figures
+    # The timeline: syscalls entered before each phase started, as strace ordered them.
+    assert {phase.phase for phase in birth.timeline[1:-1]} == set(truth.phase_starts)
+    entered = 0
+    for phase in birth.timeline[:-1]:
+        if phase.phase in truth.phase_starts:
+            start = truth.phase_starts[phase.phase]
+            print(f"  {phase.phase}: after {entered} syscalls, strace {start}")
+            assert abs(entered - start) <= PHASE_SLACK * truth.total, f"{phase}: strace {start}"
+        entered += phase.count
     # Per syscall name: the numbers were named right, and nobody else's calls crept in.
     names = set(birth.syscalls) | set(truth.syscalls)
     apart = sum(abs(birth.syscalls.get(n, 0) - truth.syscalls[n]) for n in names)

@@ -17,6 +17,7 @@ LINE = re.compile(r"^(\d+)\s+(.*)$")
 CALL = re.compile(r"^([a-z_0-9]+)\((.*)$")
 RESUMED = re.compile(r"^<\.\.\. ([a-z_0-9]+) resumed>(.*)$")
 CGROUP_FD = re.compile(r"^\d+</sys/fs/cgroup[/>]")
+MEMBERSHIP_FD = re.compile(r"^\d+</sys/fs/cgroup/[^>]*/(cgroup\.procs|tasks)>")
 MOUNT_FAMILY = frozenset(
     {
         "mount",
@@ -51,6 +52,8 @@ class StraceTruth:
     namespace_operations: int = 0
     namespaces_created: set[str] = field(default_factory=set)
     cgroup_writes: int = 0
+    # Phase -> syscalls entered before its first syscall (the timeline's phase starts).
+    phase_starts: dict[str, int] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -65,13 +68,13 @@ class StraceTruth:
         return self.syscalls["execve"] + self.syscalls["execveat"]
 
 
-def _namespace_call(truth: StraceTruth, name: str, args: str) -> None:
-    """Namespace operations as strace decoded their flags."""
+def _namespace_call(truth: StraceTruth, name: str, args: str) -> bool:
+    """Namespace operations as strace decoded their flags; True for one."""
     if name == "setns":
         truth.namespace_operations += 1
-        return
+        return True
     if name not in {"clone", "clone3", "unshare"}:
-        return
+        return False
     if name in {"clone", "clone3"}:
         flags = re.search(r"flags=([A-Z_0-9|]+)", args)
         words = FLAG_WORD.findall(flags.group(1)) if flags else []
@@ -81,6 +84,20 @@ def _namespace_call(truth: StraceTruth, name: str, args: str) -> None:
     if kinds:
         truth.namespace_operations += 1
         truth.namespaces_created |= kinds
+    return bool(kinds)
+
+
+def _phase(name: str, args: str, namespace_op: bool) -> str | None:
+    """The timeline phase this syscall starts when it is the first of its kind."""
+    if namespace_op:
+        return "namespaces"
+    if name in {"pivot_root", "chroot"}:
+        return "rootfs"
+    if name in MOUNT_FAMILY:
+        return "mounts"
+    if name in WRITES and CGROUP_FD.match(args) and not MEMBERSHIP_FD.match(args):
+        return "cgroup-limits"
+    return None
 
 
 def count_birth(log: str, entrypoint: str) -> StraceTruth:
@@ -96,8 +113,12 @@ def count_birth(log: str, entrypoint: str) -> StraceTruth:
         call = CALL.match(body)
         if call:
             name, args = call.groups()
+            phase = _phase(name, args, _namespace_call(truth, name, args))
+            if phase is not None:
+                truth.phase_starts.setdefault(phase, truth.total)
+            if name == "pivot_root":  # also the first of the mount family
+                truth.phase_starts.setdefault("mounts", truth.total)
             truth.syscalls[name] += 1
-            _namespace_call(truth, name, args)
             if name in WRITES and CGROUP_FD.match(args):
                 truth.cgroup_writes += 1
             if name in {"execve", "execveat"}:

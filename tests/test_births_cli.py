@@ -149,9 +149,9 @@ def test_duration_window_certifies_only_the_runtimes_asked_for(
     mine = new_container(tmp_path, "runc")
     other = new_container(tmp_path, "crun", pod_uid=mine.pod_uid)
     pods.append(mine.pod_uid)
-    cli = Cli(["--duration", "6", "--runtime", "runc"])
+    cli = Cli(["--duration", "10", "--runtime", "runc"])
     try:
-        cli.wait_for("watching container births by runc for 6 s")
+        cli.wait_for("watching container births by runc for 10 s")
         run([mine, other], traced=False)
         stdout = cli.finish()
     finally:
