@@ -187,6 +187,13 @@ def test_operator_service_and_probes_use_port_8080_and_healthz() -> None:
 # --- the agent ------------------------------------------------------------------------
 
 AGENT_HOST_PATHS = {"/sys", "/sys/kernel/tracing", "/sys/kernel/debug", "/lib/modules", "/usr/src"}
+CRI_SOCKET = "/run/containerd/containerd.sock"
+
+
+def agent_args() -> Any:
+    agent = container(the("DaemonSet", "kernel-gossip-agent"))
+    assert agent["command"][0] == "kernel-gossip"
+    return build_parser().parse_args(agent["command"][1:] + agent["args"])
 
 
 def test_agent_has_named_capabilities_never_privileged() -> None:
@@ -208,20 +215,51 @@ def test_agent_mounts_the_hosts_kernel_interfaces_read_only() -> None:
     for mount in container(daemonset)["volumeMounts"]:
         host_path = volumes[mount["name"]].get("hostPath")
         if host_path is not None:
-            assert mount.get("readOnly") is True, mount
+            # a socket is written to, to talk: the only host path mounted writable
+            assert mount.get("readOnly", False) is (host_path["path"] != CRI_SOCKET), mount
             host_mounts[host_path["path"]] = mount["mountPath"]
-    assert host_mounts == {path: path for path in AGENT_HOST_PATHS}
+    assert host_mounts == {path: path for path in AGENT_HOST_PATHS | {CRI_SOCKET}}
+
+
+def test_agent_command_line_is_one_the_cli_accepts() -> None:
+    args = agent_args()
+    assert args.command == "agent"
+    assert str(args.cri_socket) == CRI_SOCKET
+    assert args.node == "$(NODE_NAME)"  # the kubelet expands it from the downward API
+    env = container(the("DaemonSet", "kernel-gossip-agent"))["env"]
+    assert {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}} in env
+
+
+def test_agent_writes_only_to_its_volumes() -> None:
+    """Read-only root: the spool and /tmp are emptyDirs."""
+    daemonset = the("DaemonSet", "kernel-gossip-agent")
+    volumes = {v["name"]: v for v in daemonset["spec"]["template"]["spec"]["volumes"]}
+    mounts = {m["mountPath"]: volumes[m["name"]] for m in container(daemonset)["volumeMounts"]}
+    spool = agent_args().spool_dir
+    (holder,) = [path for path in mounts if spool.is_relative_to(path)]
+    assert "emptyDir" in mounts[holder]
+    assert "emptyDir" in mounts["/tmp"]
+
+
+def test_agent_health_probe_is_its_metrics_server() -> None:
+    agent = container(the("DaemonSet", "kernel-gossip-agent"))
+    host, _, port = agent_args().metrics_address.rpartition(":")
+    assert host == "0.0.0.0"  # the kubelet probes the pod's IP
+    assert agent["ports"] == [{"name": "metrics", "containerPort": int(port)}]
+    assert agent["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
 
 
 def test_agent_reaches_the_operators_service_with_the_secrets_token() -> None:
     daemonset = the("DaemonSet", "kernel-gossip-agent")
-    args = container(daemonset)["args"]
+    args = agent_args()
     svc = the("Service", "kernel-gossip-operator")
-    url = f"http://{svc['metadata']['name']}.{svc['metadata']['namespace']}.svc:8080"
-    assert f"--operator-url={url}" in args
-    (token_arg,) = [a for a in args if a.startswith("--token-file=")]
-    token_file = token_arg.split("=", 1)[1]
-    assert secret_file(daemonset, token_file) == (service.TOKEN_SECRET, service.TOKEN_KEY)
+    (port,) = svc["spec"]["ports"]
+    name, namespace = svc["metadata"]["name"], svc["metadata"]["namespace"]
+    assert args.operator_url == f"http://{name}.{namespace}.svc:{port['port']}"
+    assert secret_file(daemonset, str(args.token_file)) == (
+        service.TOKEN_SECRET,
+        service.TOKEN_KEY,
+    )
 
 
 def test_kind_node_gets_the_hosts_kernel_interfaces() -> None:
@@ -388,6 +426,15 @@ def test_every_operator_api_call_is_accounted_for() -> None:
                     f"{name}:{number} calls the API; add its permission to rbac.yaml and "
                     f"tests/test_manifests.py: {line.strip()}"
                 )
+
+
+def test_agent_code_calls_no_kubernetes_api() -> None:
+    """Why its account has no role: it reads the kernel and the CRI, and posts to the
+    operator's webhook."""
+    for path in sorted((REPO / "kernel_gossip" / "agent").glob("*.py")):
+        text = path.read_text()
+        for marker in ("kernel_gossip.operator.kube", "import kopf", "/api/v1", "/apis/"):
+            assert marker not in text, f"{path.name} uses the Kubernetes API ({marker})"
 
 
 def test_agent_holds_no_api_permission_and_no_api_token() -> None:
