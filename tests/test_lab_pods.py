@@ -310,6 +310,46 @@ def test_busy_loop_is_held_to_its_200m_limit_by_the_kernel(
             pods.delete(cri, "default", "busy-loop-limit", lab_containerd.lab, say=print)
 
 
+GUARANTEED = """\
+apiVersion: v1
+kind: Pod
+metadata: {name: guaranteed-sleeper, namespace: lab-tests}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+    - name: sleeper
+      image: localhost/kernel-gossip/busybox:1
+      command: [sleep, "3600"]
+      resources: {limits: {cpu: 100m, memory: 32Mi}}
+"""
+
+
+@pytest.mark.slow
+def test_guaranteed_pod_sits_under_kubepods_with_its_memory_limit(
+    lab_containerd: LabContainerd, tmp_path: Path
+) -> None:
+    lab = lab_containerd.lab
+    (tmp_path / "pod.yaml").write_text(GUARANTEED)
+    applied = lab_pods(lab, "apply", "-f", str(tmp_path / "pod.yaml"), "--no-api", "--json")
+    assert applied.returncode == 0, applied.stderr
+    (pod,) = json.loads(applied.stdout)
+    (container,) = pod["containers"]
+    pod_cgroup = f"/kubepods/pod{pod['uid']}"
+    path = f"{pod_cgroup}/{container['containerID']}"
+    assert (pod["qosClass"], pod["cgroupParent"]) == ("Guaranteed", pod_cgroup)
+    assert proc_cgroup(container["pid"], "memory") == path
+    for level in (pod_cgroup, path):
+        assert cgroup_file("memory", level, "memory.limit_in_bytes") == str(32 * 1024**2)
+        assert cgroup_file("cpu", level, "cpu.cfs_quota_us") == "10000"
+        assert cgroup_file("cpu", level, "cpu.shares") == "102"
+    # The kubelet asks for -997; containerd, told to restrict, keeps it at its own (0 here).
+    own = Path("/proc/self/oom_score_adj").read_text().strip()
+    assert Path(f"/proc/{container['pid']}/oom_score_adj").read_text().strip() == own
+    deleted = lab_pods(lab, "delete", "-f", str(tmp_path / "pod.yaml"), "--no-api")
+    assert deleted.returncode == 0, deleted.stderr
+    assert not list(CGROUP.glob(f"*{pod_cgroup}"))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("crash", [False, True], ids=["clean stop", "after a crash"])
 def test_stopping_the_lab_containerd_leaves_nothing(

@@ -67,7 +67,11 @@ def compile_proto(proto: Path, target: Path) -> None:
         if status != 0:
             raise CriError(f"protoc failed ({status}) on {proto}")
         shutil.rmtree(target, ignore_errors=True)
-        os.replace(output, target)
+        try:
+            os.replace(output, target)
+        except OSError:
+            if not (target / GENERATED_PACKAGE / "api_pb2_grpc.py").is_file():
+                raise  # else another process compiled the same proto at the same time
 
 
 def generated_dir(package_version: str) -> Path:

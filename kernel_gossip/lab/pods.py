@@ -43,7 +43,6 @@ from kernel_gossip.lab.cri import CriClient, CriError, Sandbox
 from kernel_gossip.models import CamelModel
 
 Say = Callable[[str], None]
-CGROUP_MOUNT_ROOT = Path("/sys/fs/cgroup")
 KILL_TIMEOUT_S = 10.0
 CNI_RESULTS = Path("/var/lib/cni/results")  # libcni's cache: one file per sandbox network
 
@@ -55,7 +54,7 @@ class PodApi(Protocol):
         """Create the Pod object; returns the uid the API server gave it."""
         ...
 
-    def set_pod_status(self, pod: kubelet.Pod, view: "PodView") -> None: ...
+    def set_pod_status(self, view: "PodView") -> None: ...
 
     def delete_pod(self, namespace: str, name: str) -> None: ...
 
@@ -204,10 +203,10 @@ class KubePodApi:
         created = self.request("POST", self._path(pod.metadata.namespace), body)
         return str(created["metadata"]["uid"])
 
-    def set_pod_status(self, pod: kubelet.Pod, view: "PodView") -> None:
+    def set_pod_status(self, view: "PodView") -> None:
         path = self._path(view.namespace, view.name)
         current = self.request("GET", path)
-        current["status"] = pod_status(view, _host_ip(view.ip))
+        current["status"] = pod_status(view, _node_ip())
         self.request("PUT", f"{path}/status", current)
 
     def delete_pod(self, namespace: str, name: str) -> None:
@@ -248,10 +247,10 @@ def _read_kubeconfig(path: Path) -> tuple[str, ssl.SSLContext, str | None]:
     return server, tls, token
 
 
-def _host_ip(pod_ip: str) -> str:
-    """The node's address on the pod network: the bridge's gateway the pod routes through."""
+def _node_ip() -> str:
+    """The node's address (a kubelet's hostIP): the source of its route to the outside."""
     route = subprocess.run(
-        ["ip", "-o", "route", "get", pod_ip], capture_output=True, text=True, check=False
+        ["ip", "-o", "route", "get", "1.1.1.1"], capture_output=True, text=True, check=False
     ).stdout.split()
     return route[route.index("src") + 1] if "src" in route else ""
 
@@ -370,7 +369,7 @@ def _run_pod(
             _save(lab, record)
             cri.start_container(container_id)
             say(f"pod {pod.key}: container {container.name} {container_id[:13]} started")
-    except (CriError, OSError) as error:
+    except (CriError, OSError, UserError) as error:
         say(f"pod {pod.key}: failed ({error}), removing what was created")
         _remove(cri, record, lab, say)
         if api is not None:
@@ -378,7 +377,7 @@ def _run_pod(
         raise UserError(f"pod {pod.key} did not start: {error}") from None
     view = _view(cri, cri.pod_sandbox_status(sandbox_id).sandbox)
     if api is not None:
-        api.set_pod_status(pod, view)
+        api.set_pod_status(view)
     return view
 
 
