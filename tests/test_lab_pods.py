@@ -345,9 +345,27 @@ def test_guaranteed_pod_sits_under_kubepods_with_its_memory_limit(
     # The kubelet asks for -997; containerd, told to restrict, keeps it at its own (0 here).
     own = Path("/proc/self/oom_score_adj").read_text().strip()
     assert Path(f"/proc/{container['pid']}/oom_score_adj").read_text().strip() == own
+    again = lab_pods(lab, "apply", "-f", str(tmp_path / "pod.yaml"), "--no-api")
+    assert again.returncode == 2
+    assert again.stderr.strip().endswith("already exists: delete it first")
     deleted = lab_pods(lab, "delete", "-f", str(tmp_path / "pod.yaml"), "--no-api")
     assert deleted.returncode == 0, deleted.stderr
     assert not list(CGROUP.glob(f"*{pod_cgroup}"))
+
+
+@pytest.mark.slow
+def test_an_image_the_lab_does_not_have_is_refused_before_anything_starts(
+    lab_containerd: LabContainerd, tmp_path: Path
+) -> None:
+    manifest = GUARANTEED.replace("localhost/kernel-gossip/busybox:1", "docker.io/library/redis:7")
+    (tmp_path / "pod.yaml").write_text(manifest)
+    result = lab_pods(lab_containerd.lab, "apply", "-f", str(tmp_path / "pod.yaml"), "--no-api")
+    assert result.returncode == 2
+    (line,) = [line for line in result.stderr.splitlines() if "error" in line]
+    assert "image docker.io/library/redis:7 is not in the lab and cannot be pulled" in line
+    assert not (
+        lab_containerd.lab / "pods" / "records" / "lab-tests_guaranteed-sleeper.json"
+    ).exists()
 
 
 @pytest.mark.slow
