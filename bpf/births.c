@@ -16,7 +16,10 @@
 // CGROUP_ROOT, directly or relative to a directory descriptor opened there (runc opens
 // /sys/fs/cgroup once and openat2()s below it). Descriptors are known per process (tgid);
 // dup()ed or inherited ones are not followed. Writes to cgroup.procs and tasks move tasks;
-// the first write to any other cgroup file starts the cgroup-limits phase.
+// the first write to any other cgroup file starts the cgroup-limits phase. Opens, writes
+// and closes are recognised in raw_syscalls:sys_enter by the architecture's numbers, so
+// write(2), the host's busiest syscall, gets no tracepoint of its own; the descriptor an
+// open returns comes from syscalls:sys_exit_open*.
 //
 // Per-event cost: a task that is not tracked pays one hash lookup in raw_syscalls:sys_enter,
 // and one in the per-syscall tracepoints, which fire only for those rare syscalls. Rare
