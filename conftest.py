@@ -2,9 +2,13 @@
 skipping it: a skipped kernel test is a lie of omission. Elsewhere it skips with a reason."""
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from kernel_gossip.lab.apiserver import LabApi
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -34,3 +38,12 @@ def kernel_prereqs() -> None:
         check_prerequisites()
     except UserError as error:
         require_prerequisite(False, str(error))
+
+
+@pytest.fixture(scope="session")
+def lab_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator["LabApi"]:
+    """A real Kubernetes API server (lab/apiserver) with our CRDs, started once per session
+    in a directory of its own and stopped at the end."""
+    from kernel_gossip.lab.apiserver import serve_for_tests
+
+    yield from serve_for_tests(tmp_path_factory.mktemp("lab-api"), require_prerequisite)

@@ -23,6 +23,7 @@ packages=(
     "linux-headers-$arch"
     runc crun busybox-static
     containerd containernetworking-plugins debootstrap iptables
+    etcd-server
 )
 
 missing=()
