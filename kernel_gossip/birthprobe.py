@@ -34,6 +34,7 @@ MAX_BIRTHS = 4096
 MAX_COUNTS = 65536
 SETTLE_NS = 100_000_000  # counts of a finished birth are read this long after its end
 SWEEP_NS = 2_000_000_000  # how often births whose tasks all left are freed
+POD_CGROUP_MEMORY_NS = 3600 * 10**9  # a pod's containers may wait that long for images
 SYSCALL_EVENTS = Path("/sys/kernel/tracing/events/syscalls")
 OPTIONAL_TRACEPOINTS = (
     "sys_enter_open",
@@ -262,6 +263,7 @@ class BirthWatch:
         self._done_at_last_sweep = done
         self._probe.forget(gone)
         self._ledger.forget(gone | (set(self._ledger.open) - set(known)))
+        self._ledger.forget_pod_cgroups_before(time.monotonic_ns() - POD_CGROUP_MEMORY_NS)
 
     def _v2_path(self, cgroup_id: int) -> str | None:
         """The cgroup2 path whose directory inode is this cgroup id."""

@@ -192,6 +192,12 @@ class BirthLedger:
         for serial in serials:
             self.open.pop(serial, None)
 
+    def forget_pod_cgroups_before(self, ts_ns: int) -> None:
+        """Drop pod cgroups created before ts_ns (a long-running watch stays bounded)."""
+        self.pod_cgroups_created_ns = {
+            uid: created for uid, created in self.pod_cgroups_created_ns.items() if created >= ts_ns
+        }
+
 
 def container_cgroup(attaches: Sequence[str]) -> str | None:
     """The cgroup the container's init joined: the last attach naming a container, else the

@@ -137,6 +137,10 @@ def test_ledger_remembers_the_first_mkdir_of_pod_cgroups_only() -> None:
     ledger.record(event(EventKind.MKDIR, serial=0, text=CONTAINER_PATH, ts_ns=7))
     assert ledger.pod_cgroups_created_ns == {UID: 5}
     assert ledger.open == {}
+    ledger.forget_pod_cgroups_before(5)
+    assert ledger.pod_cgroups_created_ns == {UID: 5}
+    ledger.forget_pod_cgroups_before(6)
+    assert ledger.pod_cgroups_created_ns == {}
 
 
 def test_the_container_cgroup_is_the_last_attach_naming_a_container() -> None:
