@@ -171,7 +171,7 @@ def test_no_quota_one_busy_loop(fs: CgroupFs, make_workload: MakeWorkload) -> No
     assert container.cpu_limit_cores is None
     assert container.throttled_percent == 0
     assert container.nr_throttled == 0
-    assert container.cpu_usage_cores > 0.8  # one loop, one core of two, nothing else limits it
+    assert container.cpu_usage_cores > 0.6  # one loop: close to a core (of two), no quota
     assert_matches_truth(measured, 0)
     assert_runqueue_matches_schedstat(measured, 0)
 
