@@ -5,6 +5,7 @@ Shared by the payload unit tests and the end-to-end webhook tests.
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from hypothesis import strategies as st
@@ -272,3 +273,49 @@ BODY_ERRORS = [
 
 bad_bodies = st.one_of(BODY_ERRORS)
 bad_requests = st.one_of([*BODY_ERRORS, wrong_content_type(), too_large()])
+
+
+# Valid signals: any of these must be written, never refused or answered with a 5xx. ------
+
+dns_labels = st.from_regex(r"\A[a-z0-9]([-a-z0-9]{0,20}[a-z0-9])?\Z")
+pod_names = dns_labels | st.builds(
+    lambda head, tail: f"{head}.{tail}"[:248].rstrip(".-") or "x",
+    dns_labels,
+    st.from_regex(r"\A[a-z0-9]{200,247}\Z"),
+)
+moments = st.datetimes(
+    min_value=datetime(1971, 1, 1), max_value=datetime(8999, 1, 1), timezones=st.just(UTC)
+)
+cores = st.floats(min_value=0, max_value=100_000)
+
+
+@st.composite
+def throttle_signals(draw: st.DrawFn) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "type": "cpu_throttle",
+        "pod_name": draw(pod_names),
+        "namespace": draw(dns_labels),
+        "container_name": draw(dns_labels),
+        "throttle_percentage": draw(st.floats(0, 100)),
+        "actual_cpu_usage": draw(cores),
+        "reported_cpu_usage": draw(cores),
+        "period_seconds": draw(st.floats(min_value=0.001, max_value=86_400)),
+        "timestamp": draw(moments).isoformat(),
+    }
+    if draw(st.booleans()):
+        periods = draw(st.integers(1, 2**63 - 1))
+        throttled = draw(st.integers(0, periods))
+        p50 = draw(st.floats(0, 1e12))
+        document |= {
+            "throttle_percentage": 100 * throttled / periods,
+            "nr_periods": periods,
+            "nr_throttled": throttled,
+            "throttled_seconds": draw(st.floats(0, 1e9)),
+            "cpu_limit_cores": draw(cores),
+            "runqueue_latency_p50_us": p50,
+            "runqueue_latency_p99_us": draw(st.floats(p50, 1e12)),
+            "involuntary_switches": draw(st.integers(0, 2**63 - 1)),
+            "pod_uid": draw(st.uuids()).hex,
+            "node": draw(dns_labels),
+        }
+    return document

@@ -8,7 +8,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
-from signal_strategies import BIRTH, TALK_CURL_BODY, THROTTLE_FULL, BadRequest, bad_bodies
+from signal_strategies import (
+    BIRTH,
+    TALK_CURL_BODY,
+    THROTTLE_FULL,
+    BadRequest,
+    bad_bodies,
+    throttle_signals,
+)
 
 from kernel_gossip.models import ContainerCpuTruth
 from kernel_gossip.payloads import (
@@ -205,3 +212,12 @@ def test_timeline_timestamps_are_start_plus_offset(offsets: list[float], when: d
     spec = birth_certificate_spec(signal)
     for entry, offset in zip(spec.syscall_timeline, offsets, strict=True):
         assert entry.timestamp - spec.started_at == timedelta(milliseconds=offset)
+
+
+@given(throttle_signals())
+def test_generated_valid_signals_validate_and_map(document: dict[str, Any]) -> None:
+    signal = parse_signal(json.dumps(document))
+    assert isinstance(signal, CpuThrottlePayload)
+    truth = kernel_truth(signal)
+    assert truth.throttled_percent == document["throttle_percentage"]
+    assert truth.nr_periods == document.get("nr_periods")

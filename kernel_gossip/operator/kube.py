@@ -7,7 +7,9 @@ second, untyped client library.
 """
 
 import json
+import logging
 import os
+import time
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Self
@@ -17,6 +19,8 @@ import aiohttp
 import kopf
 
 JsonObject = dict[str, Any]
+
+log = logging.getLogger("kernel_gossip.operator.kube")
 
 REQUEST_TIMEOUT_SECONDS = 10.0
 
@@ -82,10 +86,13 @@ class KubeClient:
     ) -> JsonObject:
         data = None if body is None else json.dumps(body)
         headers = {"Content-Type": content_type, "Accept": "application/json"}
+        started = time.perf_counter()
         async with self._session.request(
             method, self.server + path, data=data, headers=headers
         ) as response:
             text = await response.text()
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            log.debug("%s %s: %d in %.1f ms", method, path, response.status, elapsed_ms)
             if response.status >= 400:
                 raise _api_error(response.status, text)
             answer = json.loads(text) if text else {}

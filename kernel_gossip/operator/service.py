@@ -167,9 +167,17 @@ def build_registry(
     def login(**_: Any) -> kopf.ConnectionInfo:
         return info
 
-    @kopf.on.create(GROUP, VERSION, WHISPERS.plural, annotations=hand_written, registry=registry)
+    @kopf.on.create(
+        GROUP, VERSION, WHISPERS.plural, id="status", annotations=hand_written, registry=registry
+    )
     @kopf.on.update(
-        GROUP, VERSION, WHISPERS.plural, field="spec", annotations=hand_written, registry=registry
+        GROUP,
+        VERSION,
+        WHISPERS.plural,
+        id="status",
+        field="spec",
+        annotations=hand_written,
+        registry=registry,
     )
     async def conclude_whisper(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
         try:
@@ -185,12 +193,18 @@ def build_registry(
         await announce_whisper(client, str(body.metadata.name), spec, status, pod)
 
     @kopf.on.create(
-        GROUP, VERSION, CERTIFICATES.plural, annotations=hand_written, registry=registry
+        GROUP,
+        VERSION,
+        CERTIFICATES.plural,
+        id="status",
+        annotations=hand_written,
+        registry=registry,
     )
     @kopf.on.update(
         GROUP,
         VERSION,
         CERTIFICATES.plural,
+        id="status",
         field="spec",
         annotations=hand_written,
         registry=registry,
