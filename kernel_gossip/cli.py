@@ -21,6 +21,7 @@ class OneLineParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     from kernel_gossip import births_cli, demo, observe_cli
     from kernel_gossip.lab import cli as lab_cli
+    from kernel_gossip.operator import cli as operator_cli
 
     parser = OneLineParser(
         prog="kernel-gossip",
@@ -28,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
-    for module in (observe_cli, births_cli, demo, lab_cli):
+    for module in (observe_cli, births_cli, demo, operator_cli, lab_cli):
         module.register(commands)
     return parser
 
