@@ -161,14 +161,14 @@ def build_registry(
 ) -> kopf.OperatorRegistry:
     """kopf's handlers: login with our credentials, status for hand-written resources."""
     registry = kopf.OperatorRegistry()
-    hand_written = {WRITTEN_BY: kopf.ABSENT}
+    by_hand = {WRITTEN_BY: kopf.ABSENT}
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
         return info
 
     @kopf.on.create(
-        GROUP, VERSION, WHISPERS.plural, id="status", annotations=hand_written, registry=registry
+        GROUP, VERSION, WHISPERS.plural, id="status", annotations=by_hand, registry=registry
     )
     @kopf.on.update(
         GROUP,
@@ -176,7 +176,7 @@ def build_registry(
         WHISPERS.plural,
         id="status",
         field="spec",
-        annotations=hand_written,
+        annotations=by_hand,
         registry=registry,
     )
     async def conclude_whisper(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
@@ -193,12 +193,7 @@ def build_registry(
         await announce_whisper(client, str(body.metadata.name), spec, status, pod)
 
     @kopf.on.create(
-        GROUP,
-        VERSION,
-        CERTIFICATES.plural,
-        id="status",
-        annotations=hand_written,
-        registry=registry,
+        GROUP, VERSION, CERTIFICATES.plural, id="status", annotations=by_hand, registry=registry
     )
     @kopf.on.update(
         GROUP,
@@ -206,7 +201,7 @@ def build_registry(
         CERTIFICATES.plural,
         id="status",
         field="spec",
-        annotations=hand_written,
+        annotations=by_hand,
         registry=registry,
     )
     def conclude_certificate(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
