@@ -98,9 +98,15 @@ def describe(error: ValidationError) -> Refusal:
         )
     parts = []
     for problem in problems:
-        location = [str(part) for part in problem["loc"][1:]] or ["body"]
+        location = [_field(part) for part in problem["loc"][1:]] or ["body"]
         parts.append(f"{'.'.join(location)}: {problem['msg']}")
     return Refusal(422, "invalid", "; ".join(parts)[:ERROR_DETAIL_CHARS])
+
+
+def _field(part: str | int) -> str:
+    """A field name as sent, quoted and escaped when it is not a plain name."""
+    text = str(part)
+    return text if text.isidentifier() or text.isdigit() else repr(text[:40])
 
 
 def bearer_matches(header: str | None, token: str) -> bool:
