@@ -20,6 +20,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from kernel_gossip import births_cli, demo, observe_cli
+    from kernel_gossip.agent import cli as agent_cli
     from kernel_gossip.lab import cli as lab_cli
     from kernel_gossip.operator import cli as operator_cli
 
@@ -29,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
-    for module in (observe_cli, births_cli, demo, operator_cli, lab_cli):
+    for module in (observe_cli, births_cli, demo, operator_cli, lab_cli, agent_cli):
         module.register(commands)
     return parser
 
