@@ -2,6 +2,7 @@
 skipping it: a skipped kernel test is a lie of omission. Elsewhere it skips with a reason."""
 
 import os
+import sys
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
@@ -41,9 +42,19 @@ def kernel_prereqs() -> None:
 
 
 @pytest.fixture(scope="session")
-def lab_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator["LabApi"]:
+def lab_api(
+    tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
+) -> Iterator["LabApi"]:
     """A real Kubernetes API server (lab/apiserver) with our CRDs, started once per session
-    in a directory of its own and stopped at the end."""
+    in a directory of its own and stopped at the end. Its progress (a cold build takes
+    minutes) goes to the terminal, past pytest's capture."""
     from kernel_gossip.lab.apiserver import serve_for_tests
 
-    yield from serve_for_tests(tmp_path_factory.mktemp("lab-api"), require_prerequisite)
+    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+
+    def progress(message: str) -> None:
+        with capture.global_and_fixture_disabled():
+            print(f"[lab api] {message}", file=sys.stderr, flush=True)
+
+    directory = tmp_path_factory.mktemp("lab-api")
+    yield from serve_for_tests(directory, require_prerequisite, progress)

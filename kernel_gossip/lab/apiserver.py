@@ -22,7 +22,6 @@ import signal
 import socket
 import ssl
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -57,6 +56,7 @@ OPENAPI_PACKAGES = (
 )
 BUILD_RECIPE = "2"  # bump when the build steps below change: it is part of the cache key
 READY_TIMEOUT_SECONDS = 90.0
+STEP_TIMEOUT_SECONDS = 45 * 60.0  # a fetch or compile step; CI's limit is 90 minutes
 STOP_TIMEOUT_SECONDS = 15.0
 NOT_A_SECRET = "lab-admin"  # kubeconfig token: the server takes every request as admin
 
@@ -158,7 +158,8 @@ def _run(
     env: dict[str, str],
     cwd: Path | None = None,
 ) -> None:
-    """Run a long step, its output to log, saying it is alive every 20 s."""
+    """Run a long step, its output to log, saying it is alive every 20 s; a step that
+    hangs is killed after STEP_TIMEOUT_SECONDS."""
     started = time.monotonic()
     with log.open("ab") as out:
         out.write(f"$ {' '.join(command)}\n".encode())
@@ -169,7 +170,12 @@ def _run(
                 code = process.wait(timeout=20)
                 break
             except subprocess.TimeoutExpired:
-                _say(progress, f"  {what}: {time.monotonic() - started:.0f} s")
+                elapsed = time.monotonic() - started
+                if elapsed > STEP_TIMEOUT_SECONDS:
+                    process.kill()
+                    process.wait()
+                    raise UserError(f"{what} took more than {elapsed:.0f} s, log {log}") from None
+                _say(progress, f"  {what}: {elapsed:.0f} s")
     if code != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
         raise UserError(f"{what} failed (exit {code}), log {log}:\n{tail}")
@@ -231,7 +237,9 @@ def _fetch(pins: list[Pin], text: str, base: Path, progress: Progress | None) ->
         deb = _deb_for(debs, pin)
         if deb is None:
             raise UserError(f"{pin} was not downloaded (is it still in sid?), log {log}")
-        subprocess.run(["dpkg", "-x", str(deb), str(unpacking)], check=True)
+        unpacked = subprocess.run(["dpkg", "-x", str(deb), str(unpacking)], capture_output=True)
+        if unpacked.returncode != 0:
+            raise UserError(f"dpkg -x {deb} failed: {unpacked.stderr.decode().strip()}")
     shutil.rmtree(root, ignore_errors=True)
     unpacking.rename(root)
     (base / "complete").write_text(text)
@@ -520,12 +528,19 @@ def _running_pid(layout: _Layout, name: str) -> int | None:
     our directory: a recycled pid is not)."""
     try:
         pid = int(layout.pid_file(name).read_text())
-        stat = Path(f"/proc/{pid}/stat").read_text()
         command_line = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
     except (OSError, ValueError):
         return None
-    zombie = stat.rsplit(")", 1)[-1].split()[0] == "Z"
-    return None if zombie or str(layout.dir) not in command_line else pid
+    return pid if _alive(pid) and str(layout.dir) in command_line else None
+
+
+def _alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def _spawn(layout: _Layout, name: str, command: list[str]) -> subprocess.Popen[bytes]:
@@ -695,11 +710,7 @@ def _terminate(pid: int) -> None:
     def gone() -> bool:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            return True
-        return stat.rsplit(")", 1)[-1].split()[0] == "Z"
+        return not _alive(pid)
 
     for sig in (signal.SIGTERM, signal.SIGKILL):
         with contextlib.suppress(ProcessLookupError):
@@ -745,15 +756,21 @@ def install_crds(api: LabApi, progress: Progress | None = None) -> None:
             raise UserError(f"CRD {name} did not become Established")
 
 
-def serve_for_tests(directory: Path, missing: Callable[[bool, str], None]) -> Iterator[LabApi]:
-    """The pytest fixture lab_api: one server for a whole test session, progress on the
-    real stderr (a cold build takes minutes). A failure to build or start is reported to
-    missing(False, reason), which fails in CI and skips elsewhere."""
-
-    def progress(message: str) -> None:
-        print(f"[lab api] {message}", file=sys.__stderr__, flush=True)
-
+def serve_for_tests(
+    directory: Path, missing: Callable[[bool, str], None], progress: Progress
+) -> Iterator[LabApi]:
+    """The pytest fixture lab_api: one server for a whole test session. A failure to build
+    or start is reported to missing(False, reason), which fails in CI and skips elsewhere."""
     try:
+        # A cold build takes minutes once per machine: pytest-timeout's alarm, if set, is
+        # paused meanwhile so it does not count against the first test (steps have a cap).
+        remaining, _ = signal.setitimer(signal.ITIMER_REAL, 0)
+        try:
+            ensure_binary(progress)
+            kubectl_path(progress)
+        finally:
+            if remaining:
+                signal.setitimer(signal.ITIMER_REAL, remaining)
         api = start(directory, progress=progress)
     except UserError as error:
         missing(False, f"the lab API server did not start: {error}")
