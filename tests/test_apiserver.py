@@ -776,6 +776,7 @@ def test_cli_warm_start_stop_and_restart_keep_the_data(lab_api: LabApi, tmp_path
             directory.resolve() / "bin" / "kubectl",
         )
         assert api.request("GET", "/readyz").text == "ok"
+        assert apiserver.running_server(directory) == answer["server"]
         assert kubectl(api, "get", "kw", "-A").strip() == ""
         pod = unique("persisted")
         body = resource(
@@ -792,6 +793,7 @@ def test_cli_warm_start_stop_and_restart_keep_the_data(lab_api: LabApi, tmp_path
         stopped = run_cli("lab", "api", "stop", "--dir", str(directory))
         assert json.loads(stopped.stdout) == {"stopped": ["apiserver", "etcd"]}
         assert not list(directory.glob("*.pid"))
+        assert apiserver.running_server(directory) is None
         with pytest.raises(ConnectionRefusedError):
             api.request("GET", "/readyz", timeout=5)
         restarted = run_cli("lab", "api", "start", "--dir", str(directory), timeout=120)

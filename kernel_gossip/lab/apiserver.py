@@ -690,6 +690,16 @@ def _finish(layout: _Layout, api: LabApi, progress: Progress | None) -> None:
     install_crds(api, progress)
 
 
+def running_server(directory: Path) -> str | None:
+    """The URL of a lab directory's server when it and its etcd run and it is ready."""
+    layout = _Layout(directory)
+    ports = layout.read_ports()
+    if ports is None or not all(_running_pid(layout, name) for name in PROCESSES):
+        return None
+    api = layout.api(ports)
+    return api.server if _api_ready(api) else None
+
+
 def stop(directory: Path) -> list[str]:
     """Stop the server and etcd of a lab directory by their pids; idempotent. Returns the
     names of the processes it stopped."""
