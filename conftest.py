@@ -10,6 +10,7 @@ import pytest
 
 if TYPE_CHECKING:
     from kernel_gossip.lab.apiserver import LabApi
+    from kernel_gossip.lab.containerd import LabContainerd
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -58,3 +59,12 @@ def lab_api(
 
     directory = tmp_path_factory.mktemp("lab-api")
     yield from serve_for_tests(directory, require_prerequisite, progress)
+
+
+@pytest.fixture(scope="session")
+def lab_containerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator["LabContainerd"]:
+    """The lab's containerd (CRI, runc, CNI bridge) with its own root, socket and pod
+    network, started once per session and stopped, with every pod, at the end."""
+    from kernel_gossip.lab.containerd import serve_for_tests
+
+    yield from serve_for_tests(tmp_path_factory.mktemp("lab"), require_prerequisite)
