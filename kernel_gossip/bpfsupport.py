@@ -5,6 +5,7 @@ Every missing prerequisite becomes a UserError naming the cause and the fix.
 
 import os
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from kernel_gossip.paths import bpf_source
 
 SETUP_HINT = "run scripts/setup.sh as root"
 TRACEFS = Path("/sys/kernel/tracing")
+_COMPILING = threading.Lock()  # BCC's LLVM front end crashes when two threads compile at once
 
 
 def check_prerequisites() -> None:
@@ -55,7 +57,8 @@ def load(program: str, defines: dict[str, int | None]) -> Any:
         f"-D{name}" if value is None else f"-D{name}={value}" for name, value in defines.items()
     ]
     try:
-        return BPF(src_file=str(bpf_source(program)).encode(), cflags=cflags)
+        with _COMPILING:
+            return BPF(src_file=str(bpf_source(program)).encode(), cflags=cflags)
     except Exception as error:  # BCC raises bare Exceptions for compile and load failures
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
         raise UserError(

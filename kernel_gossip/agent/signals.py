@@ -67,8 +67,8 @@ def throttle_payload(
         namespace=pod.namespace,
         container_name=pod.container_name,
         throttle_percentage=round(truth.throttled_percent, 3),
-        actual_cpu_usage=truth.cpu_usage_cores,
-        reported_cpu_usage=truth.cpu_usage_cores,
+        actual_cpu_usage=round(truth.cpu_usage_cores, 3),  # millicores, as Kubernetes shows
+        reported_cpu_usage=round(truth.cpu_usage_cores, 3),
         period_seconds=window_seconds,
         timestamp=observed_at,
         pod_uid=pod.pod_uid,

@@ -11,12 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kernel_gossip.lab import apiserver, pods_cli
+from kernel_gossip.lab import apiserver, pods_cli, stack_cli
 
 
 def _subgroups() -> tuple[Callable[[Any], None], ...]:
     """The `lab <group>` registrars, each called with the lab's subparsers."""
-    return (register_lab, pods_cli.register_lab)
+    return (register_lab, pods_cli.register_lab, stack_cli.register_lab)
 
 
 def register(commands: Any) -> None:

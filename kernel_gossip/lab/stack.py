@@ -1,0 +1,271 @@
+"""`kernel-gossip lab up|down|status`: the whole single-node lab on this machine.
+
+Up, in order: the lab API server (with the CRDs), containerd with CNI, the operator
+(webhook on 127.0.0.1, a token of its own) and the agent (watching this node, reporting
+to that webhook). Each step is idempotent: what runs already is kept. Down stops them in
+the reverse order, removing the lab's pods first, and leaves no process, cgroup, netns
+or bridge behind. Operator and agent run detached, with pid and log files in the lab dir.
+"""
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kernel_gossip import paths
+from kernel_gossip.errors import UserError
+from kernel_gossip.lab import apiserver, containerd, pods
+from kernel_gossip.lab.cri import CriClient, CriError
+
+Say = Callable[[str], None]
+
+OPERATOR_NAMESPACE = "kernel-gossip"
+AGENT_INTERVAL_SECONDS = 5.0
+START_TIMEOUT_SECONDS = 60.0
+STOP_TIMEOUT_SECONDS = 20.0
+KERNEL_GOSSIP = str(Path(sys.executable).with_name("kernel-gossip"))
+
+
+@dataclass(frozen=True)
+class StackLayout:
+    lab: Path
+
+    @property
+    def token(self) -> Path:
+        return self.lab / "webhook-token"
+
+    @property
+    def ports(self) -> Path:
+        return self.lab / "stack-ports.json"
+
+    @property
+    def spool(self) -> Path:
+        return self.lab / "agent-spool"
+
+    def pid_file(self, name: str) -> Path:
+        return self.lab / f"{name}.pid"
+
+    def log(self, name: str) -> Path:
+        return self.lab / f"{name}.log"
+
+
+def stack_layout(lab: Path | None = None) -> StackLayout:
+    return StackLayout((lab or paths.lab_dir()).resolve())
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _ports(where: StackLayout) -> dict[str, int]:
+    """The operator's and agent's ports, kept across runs so URLs stay the same."""
+    try:
+        known: dict[str, int] = json.loads(where.ports.read_text())
+    except (FileNotFoundError, ValueError):
+        known = {}
+    for name in ("operator", "agentMetrics"):
+        known.setdefault(name, _free_port())
+    where.ports.write_text(json.dumps(known) + "\n")
+    return known
+
+
+def running_pid(where: StackLayout, name: str) -> int | None:
+    """The pid in <name>.pid when that process is alive and is ours (its command line
+    names the lab dir), else None."""
+    try:
+        pid = int(where.pid_file(name).read_text())
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        return None
+    return pid if str(where.lab) in command and state != "Z" else None
+
+
+def _spawn(where: StackLayout, name: str, command: list[str]) -> int:
+    with where.log(name).open("ab") as log:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # outlives `lab up`; stopped by pid at `lab down`
+        )
+    where.pid_file(name).write_text(f"{process.pid}\n")
+    return process.pid
+
+
+def _http_status(url: str) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError:
+        return None
+
+
+def _wait(where: StackLayout, name: str, url: str, healthy: Callable[[int | None], bool]) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if running_pid(where, name) is None:
+            break
+        if healthy(_http_status(url)):
+            return
+        time.sleep(0.2)
+    tail = (
+        where.log(name).read_text(errors="replace").splitlines()[-5:]
+        if where.log(name).exists()
+        else []
+    )
+    raise UserError(f"the lab's {name} did not come up ({url}): {' | '.join(tail) or 'no log'}")
+
+
+def _start_operator(where: StackLayout, kubeconfig: Path, port: int, say: Say) -> str:
+    url = f"http://127.0.0.1:{port}"
+    if running_pid(where, "operator") is not None:
+        return url
+    say(f"starting the operator (webhook {url}, namespace {OPERATOR_NAMESPACE})")
+    _spawn(
+        where,
+        "operator",
+        [
+            KERNEL_GOSSIP,
+            "operator",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--namespace",
+            OPERATOR_NAMESPACE,
+            "--webhook-host",
+            "127.0.0.1",
+            "--webhook-port",
+            str(port),
+            "--token-file",
+            str(where.token),
+        ],
+    )
+    _wait(where, "operator", f"{url}/healthz", lambda status: status == 200)
+    return url
+
+
+def _start_agent(
+    where: StackLayout, operator_url: str, cri_socket: Path, port: int, say: Say
+) -> str:
+    url = f"http://127.0.0.1:{port}"
+    if running_pid(where, "agent") is not None:
+        return url
+    say(f"starting the agent (every {AGENT_INTERVAL_SECONDS:g} s, metrics {url})")
+    _spawn(
+        where,
+        "agent",
+        [
+            KERNEL_GOSSIP,
+            "agent",
+            "--operator-url",
+            operator_url,
+            "--token-file",
+            str(where.token),
+            "--interval",
+            str(AGENT_INTERVAL_SECONDS),
+            "--node",
+            socket.gethostname().lower(),
+            "--spool-dir",
+            str(where.spool),
+            "--cri-socket",
+            str(cri_socket),
+            "--metrics-address",
+            f"127.0.0.1:{port}",
+        ],
+    )
+    # /healthz answers 503 until the first window completes; any answer means it serves.
+    _wait(where, "agent", f"{url}/healthz", lambda status: status is not None)
+    return url
+
+
+def up(lab: Path | None = None, say: Say = print) -> dict[str, Any]:
+    """Bring every part up (what runs is kept); returns status()."""
+    where = stack_layout(lab)
+    where.lab.mkdir(parents=True, exist_ok=True)
+    if not where.token.exists():
+        where.token.write_text(secrets.token_urlsafe(32) + "\n")
+        where.token.chmod(0o600)
+    ports = _ports(where)
+    api = apiserver.start(api_dir(where), progress=say)
+    socket_path = containerd.start_containerd(where.lab, say)
+    operator_url = _start_operator(where, api.kubeconfig, ports["operator"], say)
+    _start_agent(where, operator_url, socket_path, ports["agentMetrics"], say)
+    return status(lab)
+
+
+def api_dir(where: StackLayout) -> Path:
+    return where.lab / "api"
+
+
+def _stop(where: StackLayout, name: str, say: Say) -> None:
+    pid = running_pid(where, name)
+    if pid is not None:
+        say(f"stopping the {name} (pid {pid})")
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+        while running_pid(where, name) is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if running_pid(where, name) is not None:
+            os.kill(pid, signal.SIGKILL)
+    where.pid_file(name).unlink(missing_ok=True)
+
+
+def down(lab: Path | None = None, say: Say = print) -> None:
+    """Stop everything and remove the lab's pods; idempotent. Data (etcd, images, spool)
+    stays for the next `lab up`."""
+    where = stack_layout(lab)
+    _stop(where, "agent", say)
+    _stop(where, "operator", say)
+    cri_layout = containerd.layout(where.lab)
+    if containerd.running_pid(cri_layout) is not None:
+        try:
+            with CriClient(cri_layout.socket) as cri:
+                pods.delete_all(cri, where.lab, say)
+        except CriError as error:
+            say(f"could not list the lab's pods ({error}); removing what is left")
+    pods.clean_leftovers(where.lab, say)
+    containerd.stop_containerd(where.lab, say)
+    apiserver.stop(api_dir(where))
+
+
+def status(lab: Path | None = None) -> dict[str, Any]:
+    """Where each part is reached (null: not running), `up` when all run, and the parts."""
+    where = stack_layout(lab)
+    ports = json.loads(where.ports.read_text()) if where.ports.exists() else {}
+    api = api_dir(where)
+    server = apiserver.running_server(api)
+    cri_layout = containerd.layout(where.lab)
+    running = {
+        "apiserver": server is not None,
+        "containerd": containerd.running_pid(cri_layout) is not None,
+        "operator": running_pid(where, "operator") is not None,
+        "agent": running_pid(where, "agent") is not None,
+    }
+    return {
+        "up": all(running.values()),
+        "kubeconfig": str(api / "kubeconfig") if running["apiserver"] else None,
+        "apiServer": server,
+        "containerdSocket": str(cri_layout.socket) if running["containerd"] else None,
+        "operatorUrl": f"http://127.0.0.1:{ports['operator']}" if running["operator"] else None,
+        "agentMetricsUrl": (
+            f"http://127.0.0.1:{ports['agentMetrics']}" if running["agent"] else None
+        ),
+        "webhookTokenFile": str(where.token) if where.token.exists() else None,
+        "labDir": str(where.lab),
+        "components": [{"name": name, "running": up} for name, up in running.items()],
+    }
