@@ -115,6 +115,9 @@ def remove_pod_cgroups(pod_uids: Sequence[str]) -> None:
             for child in [c for c in pod.iterdir() if c.is_dir()]:
                 _rmdir(child)
             _rmdir(pod)
+        for parent in (root / "kubepods" / "besteffort", root / "kubepods"):
+            if parent.is_dir() and not any(c.is_dir() for c in parent.iterdir()):
+                _rmdir(parent)  # empty: no lab pod lives there; leave the host as found
 
 
 def _rmdir(path: Path) -> None:

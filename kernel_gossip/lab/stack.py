@@ -93,7 +93,7 @@ def running_pid(where: StackLayout, name: str) -> int | None:
     return pid if str(where.lab) in command and state != "Z" else None
 
 
-def _spawn(where: StackLayout, name: str, command: list[str]) -> int:
+def _spawn(where: StackLayout, name: str, command: list[str]) -> subprocess.Popen[bytes]:
     with where.log(name).open("ab") as log:
         process = subprocess.Popen(
             command,
@@ -103,7 +103,7 @@ def _spawn(where: StackLayout, name: str, command: list[str]) -> int:
             start_new_session=True,  # outlives `lab up`; stopped by pid at `lab down`
         )
     where.pid_file(name).write_text(f"{process.pid}\n")
-    return process.pid
+    return process
 
 
 def _http_status(url: str) -> int | None:
@@ -116,19 +116,23 @@ def _http_status(url: str) -> int | None:
         return None
 
 
-def _wait(where: StackLayout, name: str, url: str, healthy: Callable[[int | None], bool]) -> None:
+def _wait(
+    where: StackLayout,
+    name: str,
+    process: subprocess.Popen[bytes],
+    url: str,
+    healthy: Callable[[int | None], bool],
+) -> None:
+    """Until `url` answers as `healthy`; fails with the log's tail if the process exits."""
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if running_pid(where, name) is None:
-            break
+    while time.monotonic() < deadline and process.poll() is None:
         if healthy(_http_status(url)):
             return
         time.sleep(0.2)
-    tail = (
-        where.log(name).read_text(errors="replace").splitlines()[-5:]
-        if where.log(name).exists()
-        else []
-    )
+    if process.poll() is None:
+        process.terminate()
+    log = where.log(name)
+    tail = log.read_text(errors="replace").splitlines()[-5:] if log.exists() else []
     raise UserError(f"the lab's {name} did not come up ({url}): {' | '.join(tail) or 'no log'}")
 
 
@@ -137,7 +141,7 @@ def _start_operator(where: StackLayout, kubeconfig: Path, port: int, say: Say) -
     if running_pid(where, "operator") is not None:
         return url
     say(f"starting the operator (webhook {url}, namespace {OPERATOR_NAMESPACE})")
-    _spawn(
+    process = _spawn(
         where,
         "operator",
         [
@@ -155,7 +159,7 @@ def _start_operator(where: StackLayout, kubeconfig: Path, port: int, say: Say) -
             str(where.token),
         ],
     )
-    _wait(where, "operator", f"{url}/healthz", lambda status: status == 200)
+    _wait(where, "operator", process, f"{url}/healthz", lambda status: status == 200)
     return url
 
 
@@ -166,7 +170,7 @@ def _start_agent(
     if running_pid(where, "agent") is not None:
         return url
     say(f"starting the agent (every {AGENT_INTERVAL_SECONDS:g} s, metrics {url})")
-    _spawn(
+    process = _spawn(
         where,
         "agent",
         [
@@ -189,7 +193,7 @@ def _start_agent(
         ],
     )
     # /healthz answers 503 until the first window completes; any answer means it serves.
-    _wait(where, "agent", f"{url}/healthz", lambda status: status is not None)
+    _wait(where, "agent", process, f"{url}/healthz", lambda status: status is not None)
     return url
 
 
