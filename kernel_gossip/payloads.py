@@ -56,6 +56,13 @@ SyscallName = Annotated[
 PhaseName = Annotated[
     str, StringConstraints(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][-_.A-Za-z0-9]*$")
 ]
+CgroupPath = Annotated[
+    str, StringConstraints(min_length=1, max_length=4096, pattern=r"^/[^\x00]*$")
+]
+ContainerId = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][-_.A-Za-z0-9]*$")
+]
+RuntimeName = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=DNS_LABEL)]
 Count = Annotated[int, Field(ge=0, le=MAX_INT64)]
 Cores = Annotated[float, Field(ge=0, le=MAX_CORES)]
 Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS)]
@@ -99,6 +106,9 @@ class CpuThrottlePayload(Payload):
     runqueue_latency_p50_us: Microseconds | None = None
     runqueue_latency_p99_us: Microseconds | None = None
     involuntary_switches: Count | None = None
+    cgroup_path: CgroupPath | None = None
+    container_id: ContainerId | None = None
+    runtime: RuntimeName | None = None
 
     @model_validator(mode="after")
     def counters_agree(self) -> Self:
@@ -168,6 +178,9 @@ def kernel_truth(signal: CpuThrottlePayload) -> KernelTruth:
     """The kernel's figures of a throttle signal, as a KernelWhisper's spec.kernelTruth."""
     return KernelTruth(
         window_seconds=signal.period_seconds,
+        cgroup_path=signal.cgroup_path,
+        container_id=signal.container_id,
+        runtime=signal.runtime,
         pod_uid=signal.pod_uid,
         cpu_limit_cores=signal.cpu_limit_cores,
         cpu_usage_cores=signal.actual_cpu_usage,

@@ -144,6 +144,8 @@ def test_throttle_payload_carries_every_figure_and_validates() -> None:
     assert body["cpu_limit_cores"] == 0.2
     assert body["runqueue_latency_p99_us"] == 95_000.0
     assert body["period_seconds"] == 10.0
+    assert body["cgroup_path"] == truth().cgroup_path
+    assert body["container_id"] == "c" * 64
 
 
 def test_throttle_payload_of_an_unlimited_container_without_samples() -> None:

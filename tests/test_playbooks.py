@@ -93,11 +93,6 @@ def test_ansible_lint_refuses_a_command_that_always_reports_changed(tmp_path: Pa
 # --- the local provider, end to end ---------------------------------------------------
 
 
-def lab_has_up() -> bool:
-    result = run([str(BIN / "kernel-gossip"), "lab", "up", "--help"], timeout=60)
-    return result.returncode == 0
-
-
 def playbook(*extra: str) -> dict[str, Any]:
     """One run of lab.yml with the json callback: every task's result, and the stats."""
     result = run(
@@ -174,8 +169,6 @@ def test_local_lab_comes_up_idempotent_and_goes_away_clean(
     require: Require, kernel_prereqs: None
 ) -> None:
     require(os.geteuid() == 0, "the local lab runs as root")
-    if not lab_has_up():
-        pytest.skip("`kernel-gossip lab up` (the local lab's pods and agent) is not merged yet")
     playbook("-e", "state=absent")
     before = host_traces()
 

@@ -80,6 +80,9 @@ def throttle_payload(
         runqueue_latency_p50_us=truth.runqueue_latency_p50_us,
         runqueue_latency_p99_us=truth.runqueue_latency_p99_us,
         involuntary_switches=truth.involuntary_switches,
+        cgroup_path=truth.cgroup_path,
+        container_id=truth.container_id,
+        runtime=truth.runtime,
     )
 
 

@@ -313,6 +313,10 @@ def apply(
     for pod in manifests:
         if cri.list_pod_sandboxes(_identity(pod.metadata.namespace, pod.metadata.name)):
             raise UserError(f"pod {pod.key} already exists: delete it first")
+        if api is not None:
+            # Not running in the lab: a Pod object of that name is stale (a lab stopped
+            # without its API server, a crash); the lab is this node's kubelet, so it goes.
+            api.delete_pod(pod.metadata.namespace, pod.metadata.name)
     for image in sorted({c.image for pod in manifests for c in pod.spec.containers}):
         _ensure_image(image, cri, socket, say)
     return [_run_pod(pod, cri, lab, say, api) for pod in manifests]
@@ -702,12 +706,17 @@ def delete(
     say(f"pod {namespace}/{name} deleted")
 
 
-def delete_all(cri: CriClient, lab: Path | None = None, say: Say = print) -> None:
-    """Every pod sandbox of this containerd, then anything only our records still know."""
+def delete_all(
+    cri: CriClient, lab: Path | None = None, say: Say = print, api: PodApi | None = None
+) -> None:
+    """Every pod sandbox of this containerd, then anything only our records still know;
+    with an API server, their Pod objects too."""
     for sandbox in cri.list_pod_sandboxes():
-        delete(cri, sandbox.namespace, sandbox.name, lab, say)
+        delete(cri, sandbox.namespace, sandbox.name, lab, say, api)
     for record in _records(lab):
         _remove(cri, record, lab, say)
+        if api is not None:
+            api.delete_pod(record.namespace, record.name)
 
 
 def _remove_sandbox(cri: CriClient, sandbox: Sandbox, say: Say) -> None:

@@ -236,10 +236,12 @@ def down(lab: Path | None = None, say: Say = print) -> None:
     _stop(where, "agent", say)
     _stop(where, "operator", say)
     cri_layout = containerd.layout(where.lab)
+    kubeconfig = api_dir(where) / "kubeconfig"
+    pod_api = pods.KubePodApi(kubeconfig) if apiserver.running_server(api_dir(where)) else None
     if containerd.running_pid(cri_layout) is not None:
         try:
             with CriClient(cri_layout.socket) as cri:
-                pods.delete_all(cri, where.lab, say)
+                pods.delete_all(cri, where.lab, say, pod_api)
         except CriError as error:
             say(f"could not list the lab's pods ({error}); removing what is left")
     pods.clean_leftovers(where.lab, say)
