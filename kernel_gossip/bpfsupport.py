@@ -3,9 +3,12 @@
 Every missing prerequisite becomes a UserError naming the cause and the fix.
 """
 
+import contextlib
 import os
 import subprocess
+import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +51,37 @@ def _ensure_tracefs() -> None:
         )
 
 
+@contextlib.contextmanager
+def _libbcc_stderr() -> Iterator[list[str]]:
+    """What libbcc writes to file descriptor 2 while compiling and loading (its C code
+    prints there directly): kept out of the terminal, handed back as lines."""
+    lines: list[str] = []
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            lines.extend(capture.read().decode(errors="replace").splitlines())
+
+
+def refusal(program: str, error: str, libbcc_lines: list[str]) -> str:
+    """One line saying why a program did not load, and what to do about it."""
+    detail = next(
+        (line.strip() for line in libbcc_lines if "not permitted" in line or "error" in line),
+        error.strip().splitlines()[0] if error.strip() else "unknown error",
+    )
+    if "not permitted" in detail or "super-user" in error:
+        return (
+            f"the kernel refused {program}: {detail}: the probes need CAP_BPF and "
+            "CAP_PERFMON (or root)"
+        )
+    return f"BCC could not load {program}: {detail} (is BPF enabled? {SETUP_HINT})"
+
+
 def load(program: str, defines: dict[str, int | None]) -> Any:
     """Compile and attach bpf/<program> (its TRACEPOINT_PROBEs attach themselves)."""
     check_prerequisites()
@@ -56,11 +90,9 @@ def load(program: str, defines: dict[str, int | None]) -> Any:
     cflags = [
         f"-D{name}" if value is None else f"-D{name}={value}" for name, value in defines.items()
     ]
-    try:
-        with _COMPILING:
+    with _COMPILING, _libbcc_stderr() as libbcc_lines:
+        try:
             return BPF(src_file=str(bpf_source(program)).encode(), cflags=cflags)
-    except Exception as error:  # BCC raises bare Exceptions for compile and load failures
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
-        raise UserError(
-            f"the kernel or BCC refused {program}: {first_line} (is BPF enabled? {SETUP_HINT})"
-        ) from None
+        except Exception as error:  # BCC raises bare Exceptions for compile and load failures
+            failure = str(error)
+    raise UserError(refusal(program, failure, libbcc_lines))

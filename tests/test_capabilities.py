@@ -1,0 +1,75 @@
+"""The probes need exactly CAP_BPF and CAP_PERFMON (the agent's DaemonSet grants those two):
+with both they measure, with either alone they fail with one line naming what is missing."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import Require
+from kernel_gossip.bpfsupport import refusal
+from kernel_gossip.cgroupfs import CgroupFs
+from kernel_gossip.workload import BUSY_LOOP, CgroupWorkload
+
+CLI = str(Path(sys.executable).with_name("kernel-gossip"))
+
+
+def test_refusal_names_the_capabilities() -> None:
+    message = refusal(
+        "runqlat.c",
+        "Need super-user privileges to run",
+        ["bpf: Failed to load program: Operation not permitted", ""],
+    )
+    assert "Operation not permitted" in message
+    assert "CAP_BPF and CAP_PERFMON" in message
+
+
+def test_refusal_of_a_compile_error_points_at_set_up() -> None:
+    message = refusal("x.c", "Failed to compile BPF module x.c", ["x.c:3:1: error: bad"])
+    assert "x.c:3:1: error: bad" in message
+    assert "setup.sh" in message
+
+
+def with_capabilities(capabilities: str, *args: str) -> subprocess.CompletedProcess[str]:
+    command = ["setpriv", f"--bounding-set=-all,{capabilities}", "--inh-caps=-all", CLI, *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def limited(kernel_prereqs: None, require: Require) -> Iterator[CgroupWorkload]:
+    require(os.geteuid() == 0 and shutil.which("setpriv") is not None, "root and setpriv")
+    with CgroupWorkload(CgroupFs.detect(), f"/kernel-gossip-caps-{os.getpid()}", 0.3) as work:
+        work.start(BUSY_LOOP)
+        yield work
+
+
+@pytest.mark.kernel
+def test_bpf_and_perfmon_are_enough(limited: CgroupWorkload) -> None:
+    observed = with_capabilities(
+        "+bpf,+perfmon", "observe", "--cgroup", limited.path, "--duration", "1", "--json"
+    )
+    assert observed.returncode == 0, observed.stderr
+    (container,) = json.loads(observed.stdout)["containers"]
+    assert container["nrPeriods"] > 0
+    assert container["throttledPercent"] > 50
+    births = with_capabilities("+bpf,+perfmon", "births", "--duration", "1", "--json")
+    assert births.returncode == 0, births.stderr
+    assert json.loads(births.stdout) == {"births": []}
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("capabilities", ["+bpf", "+perfmon"])
+@pytest.mark.parametrize("command", [["observe", "--all"], ["births"]])
+def test_one_capability_alone_is_not(
+    limited: CgroupWorkload, capabilities: str, command: list[str]
+) -> None:
+    result = with_capabilities(capabilities, *command, "--duration", "1")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "CAP_BPF and CAP_PERFMON" in lines[0]
