@@ -57,7 +57,19 @@ class TimelinePhase(CamelModel):
     count: int = Field(ge=0)
 
 
-class ContainerBirth(CamelModel):
+class BirthFigures(CamelModel):
+    """The figures of a syscall cascade: a container's birth, or a pod's certificate."""
+
+    total_syscalls: int = Field(ge=0)
+    syscalls: dict[str, int]
+    namespace_operations: int = Field(ge=0)
+    namespaces_created: list[NamespaceKind]
+    mounts: int = Field(ge=0)
+    cgroup_writes: int = Field(ge=0)
+    execs: int = Field(ge=0)
+
+
+class ContainerBirth(BirthFigures):
     """The measured syscall cascade of one container start (`kernel-gossip births --json`)."""
 
     container_id: str
@@ -66,13 +78,6 @@ class ContainerBirth(CamelModel):
     runtime: str
     started_at: datetime
     duration_ms: float = Field(ge=0)
-    total_syscalls: int = Field(ge=0)
-    syscalls: dict[str, int]
-    namespace_operations: int = Field(ge=0)
-    namespaces_created: list[NamespaceKind]
-    mounts: int = Field(ge=0)
-    cgroup_writes: int = Field(ge=0)
-    execs: int = Field(ge=0)
     timeline: list[TimelinePhase]
 
 

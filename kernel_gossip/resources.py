@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from kernel_gossip.models import CamelModel, NamespaceKind
+from kernel_gossip.models import BirthFigures, CamelModel
 
 GROUP = "kernel-gossip.dev"
 VERSION = "v1alpha1"
@@ -88,20 +88,15 @@ class SyscallTimelineEntry(CamelModel):
     count: int = Field(ge=0)
 
 
-class PodBirthCertificateSpec(CamelModel):
+class PodBirthCertificateSpec(BirthFigures):
+    """A pod's births added up (BirthFigures), where and when, and its timeline."""
+
     pod_name: str
     pod_namespace: str
     pod_uid: str | None = None
     node: str | None = None
     started_at: datetime
     syscall_timeline: list[SyscallTimelineEntry]
-    total_syscalls: int = Field(ge=0)
-    syscalls: dict[str, int]
-    namespace_operations: int = Field(ge=0)
-    namespaces_created: list[NamespaceKind]
-    mounts: int = Field(ge=0)
-    cgroup_writes: int = Field(ge=0)
-    execs: int = Field(ge=0)
     duration: str = Field(description="Human form of durationMs, e.g. 2.5s.")
     duration_ms: float = Field(ge=0)
 

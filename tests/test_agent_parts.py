@@ -93,12 +93,35 @@ def test_tracker_threshold_is_a_percentage(threshold: float) -> None:
         ThrottleTracker(threshold)
 
 
-def test_pending_pods_settle_then_report_once() -> None:
+def test_pending_pods_settle_then_report() -> None:
     pending = PendingPods(settle_seconds=0.0)
     pending.born("a")
     assert pending.ready() == ["a"]
     pending.reported("a")
-    pending.born("a")  # a container restart later: the pod's birth was already reported
+    assert pending.ready() == []
+
+
+def test_a_late_container_makes_the_pod_due_again() -> None:
+    pending = PendingPods(settle_seconds=0.0)
+    pending.born("a")
+    pending.reported("a")
+    pending.born("a")  # its app container started after the report: re-send, complete
+    assert pending.ready() == ["a"]
+
+
+def test_a_pod_closes_after_the_retention() -> None:
+    pending = PendingPods(settle_seconds=0.0, retention_seconds=0.0)
+    pending.born("a")
+    pending.reported("a")
+    assert pending.close_expired() == {"a"}
+    pending.born("a")  # a restart much later is no birth of the pod
+    assert pending.ready() == []
+    assert pending.close_expired() == set()
+
+
+def test_pending_pods_wait_out_the_settle_time() -> None:
+    pending = PendingPods(settle_seconds=60.0)
+    pending.born("a")
     assert pending.ready() == []
 
 

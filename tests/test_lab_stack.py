@@ -202,12 +202,17 @@ def test_new_pod_gets_a_birth_certificate(lab: Lab) -> None:
     applied = lab.cli("lab", "pods", "apply", "-f", str(PODS / "nginx-monitored.yaml"))
     assert applied.returncode == 0, applied.stderr
     uid = lab.pod("nginx-monitored")["uid"]
-    cert = wait_for(
-        "nginx-monitored-cert",
-        lambda: get_resource(
+
+    def complete_certificate() -> dict[str, Any] | None:
+        """The pod's certificate once it holds both births (sandbox and nginx): a loaded
+        node may report the sandbox first and refine the certificate when nginx starts."""
+        cert = get_resource(
             lab.api, OPERATOR_NAMESPACE, "podbirthcertificates", "nginx-monitored-cert"
-        ),
-    )
+        )
+        phases = {step["name"] for step in cert["spec"]["syscallTimeline"]} if cert else set()
+        return cert if "c1-entrypoint-exec" in phases else None
+
+    cert = wait_for("nginx-monitored-cert with both births", complete_certificate)
     spec = cert["spec"]
     assert spec["podUid"] == uid
     assert spec["podNamespace"] == "default"

@@ -33,6 +33,8 @@ log = logging.getLogger("kernel_gossip.agent")
 
 BIRTH_SETTLE_SECONDS = 3.0
 """A pod is reported once none of its containers has been born for this long."""
+BIRTH_RETENTION_SECONDS = 600.0
+"""How long after its report a pod's later container births still refine its certificate."""
 BIRTH_MAPPING_ATTEMPTS = 20
 """Settle periods to wait for the runtime to list a pod before giving up on its birth."""
 
@@ -152,9 +154,11 @@ class Agent:
                     for uid in ready:
                         if self._report_birth(births.get(uid)):
                             pending.reported(uid)
-                            watch.births = [b for b in watch.births if b.pod_uid != uid]
                         elif not pending.retry_later(uid):
                             self.metrics.unmapped.labels(type="pod_creation").inc()
+                closed = pending.close_expired()
+                if closed:
+                    watch.births = [b for b in watch.births if b.pod_uid not in closed]
                 self.health.beat("births")
 
     def _report_birth(self, birth: PodBirth | None) -> bool:
@@ -234,16 +238,27 @@ class Agent:
 
 
 class PendingPods:
-    """Pods whose births wait to settle (or for the runtime to list them), reported once."""
+    """Pods whose births wait to settle (or for the runtime to list them).
 
-    def __init__(self, settle_seconds: float = BIRTH_SETTLE_SECONDS) -> None:
+    A container born after its pod was reported (a slow image pull, a loaded node) makes
+    the pod due again, so its certificate is re-sent with every container; RETENTION
+    seconds after a report the pod is closed: a later container restart is no birth.
+    """
+
+    def __init__(
+        self,
+        settle_seconds: float = BIRTH_SETTLE_SECONDS,
+        retention_seconds: float = BIRTH_RETENTION_SECONDS,
+    ) -> None:
         self.settle_seconds = settle_seconds
+        self.retention_seconds = retention_seconds
         self._due: dict[str, tuple[float, int]] = {}  # pod uid -> (report at, attempts)
-        self._reported: set[str] = set()
+        self._reported_at: dict[str, float] = {}
+        self._closed: set[str] = set()
 
     def born(self, pod_uid: str) -> None:
         """A container of the pod was born: its report waits for the pod to settle."""
-        if pod_uid not in self._reported:
+        if pod_uid not in self._closed:
             self._due[pod_uid] = (time.monotonic() + self.settle_seconds, 0)
 
     def ready(self) -> list[str]:
@@ -251,7 +266,7 @@ class PendingPods:
         return [uid for uid, (at, _) in self._due.items() if at <= now]
 
     def reported(self, pod_uid: str) -> None:
-        self._reported.add(pod_uid)
+        self._reported_at[pod_uid] = time.monotonic()
         self._due.pop(pod_uid, None)
 
     def retry_later(self, pod_uid: str) -> bool:
@@ -259,9 +274,19 @@ class PendingPods:
         attempts = self._due[pod_uid][1] + 1
         if attempts >= BIRTH_MAPPING_ATTEMPTS:
             del self._due[pod_uid]
+            self._closed.add(pod_uid)
             return False
         self._due[pod_uid] = (time.monotonic() + self.settle_seconds, attempts)
         return True
+
+    def close_expired(self) -> set[str]:
+        """Pods reported longer than the retention ago, now closed; their births can go."""
+        horizon = time.monotonic() - self.retention_seconds
+        expired = {uid for uid, at in self._reported_at.items() if at <= horizon}
+        for uid in expired:
+            del self._reported_at[uid]
+        self._closed |= expired
+        return expired
 
 
 def mode_needs_refresh(mode: KeyMode) -> bool:

@@ -33,6 +33,7 @@ from urllib.parse import urlencode
 import yaml
 
 from kernel_gossip.errors import UserError
+from kernel_gossip.lab import processes
 from kernel_gossip.paths import REPO_DIR, cache_dir, lab_dir
 
 JsonObject = dict[str, Any]
@@ -526,35 +527,12 @@ PROCESSES = ("apiserver", "etcd")  # stop order: the server first, then its stor
 def _running_pid(layout: _Layout, name: str) -> int | None:
     """The pid in name.pid if that process is alive and is ours (its command line names
     our directory: a recycled pid is not)."""
-    try:
-        pid = int(layout.pid_file(name).read_text())
-        command_line = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-    except (OSError, ValueError):
-        return None
-    return pid if _alive(pid) and str(layout.dir) in command_line else None
-
-
-def _alive(pid: int) -> bool:
-    """The process exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+    return processes.running_pid(layout.pid_file(name), str(layout.dir))
 
 
 def _spawn(layout: _Layout, name: str, command: list[str]) -> subprocess.Popen[bytes]:
     """Start a process in the background, in a session of its own, output to name.log."""
-    with layout.log(name).open("ab") as log:
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    layout.pid_file(name).write_text(f"{process.pid}\n")
-    return process
+    return processes.spawn_detached(command, layout.log(name), layout.pid_file(name))
 
 
 def _log_tail(path: Path, lines: int = 12) -> str:
@@ -716,18 +694,8 @@ def stop(directory: Path) -> list[str]:
 
 def _terminate(pid: int) -> None:
     """SIGTERM, then SIGKILL after STOP_TIMEOUT_SECONDS; reaps it when it is our child."""
-
-    def gone() -> bool:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        return not _alive(pid)
-
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-        if _wait_until(gone, lambda: True, STOP_TIMEOUT_SECONDS):
-            return
-    raise UserError(f"process {pid} survived SIGKILL")
+    if not processes.terminate(pid, STOP_TIMEOUT_SECONDS):
+        raise UserError(f"process {pid} survived SIGKILL")
 
 
 # --- our CRDs -----------------------------------------------------------------------------

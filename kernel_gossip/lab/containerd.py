@@ -18,7 +18,6 @@ import ipaddress
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -28,7 +27,7 @@ from pathlib import Path
 
 from kernel_gossip import paths
 from kernel_gossip.errors import UserError
-from kernel_gossip.lab import images, pods
+from kernel_gossip.lab import images, pods, processes
 from kernel_gossip.lab.cri import CriClient, CriError, runtime_api
 
 Say = Callable[[str], None]
@@ -228,14 +227,7 @@ def render_cni(where: Layout, network: PodNetwork) -> str:
 
 def running_pid(where: Layout) -> int | None:
     """The lab containerd's PID when it is alive (not a zombie, not a reused PID)."""
-    try:
-        pid = int(where.pid_file.read_text().strip())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (OSError, ValueError):
-        return None
-    alive = stat.rpartition(")")[2].split()[0] not in {"Z", "X"}
-    return pid if alive and str(where.config).encode() in cmdline else None
+    return processes.running_pid(where.pid_file, str(where.config))
 
 
 def start_containerd(lab: Path | None = None, say: Say = _quiet) -> Path:
@@ -280,15 +272,9 @@ def _spawn(where: Layout, say: Say) -> None:
         where.ip_forward_before.write_text(IP_FORWARD.read_text())
     where.socket.unlink(missing_ok=True)
     say(f"starting containerd (socket {where.socket}, pods on {network.bridge} {network.subnet})")
-    with where.log.open("ab") as log:
-        process = subprocess.Popen(
-            ["containerd", "--config", str(where.config)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    where.pid_file.write_text(f"{process.pid}\n")
+    processes.spawn_detached(
+        ["containerd", "--config", str(where.config)], where.log, where.pid_file
+    )
 
 
 def _wait_ready(where: Layout, pid: int) -> None:
@@ -296,7 +282,7 @@ def _wait_ready(where: Layout, pid: int) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     problem = "no answer yet"
     while time.monotonic() < deadline:
-        if _gone(pid):
+        if not processes.alive(pid):
             raise UserError(f"containerd exited: {_log_tail(where)}")
         if where.socket.exists():
             try:
@@ -332,10 +318,10 @@ def stop_containerd(lab: Path | None = None, say: Say = _quiet) -> None:
         except CriError as error:
             say(f"the CRI did not answer ({error}): cleaning up by hand")
         say(f"stopping containerd (pid {pid})")
-        _terminate(pid, STOP_TIMEOUT_S)
+        processes.terminate(pid, STOP_TIMEOUT_S)
     for shim in _shims(where):
         say(f"killing a leftover shim (pid {shim})")
-        _terminate(shim, 5.0)
+        processes.terminate(shim, 5.0)
     pods.clean_leftovers(lab, say)
     _unmount_under(where.base)
     network = _network(where)
@@ -351,33 +337,6 @@ def stop_containerd(lab: Path | None = None, say: Say = _quiet) -> None:
         where.ip_forward_before.unlink()
     for leftover in (where.pid_file, where.socket, Path(f"{where.socket}.ttrpc")):
         leftover.unlink(missing_ok=True)
-
-
-def _terminate(pid: int, timeout: float) -> None:
-    """SIGTERM, then SIGKILL after the timeout; reaps it when it is our child."""
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if _gone(pid):
-                return
-            time.sleep(0.05)
-
-
-def _gone(pid: int) -> bool:
-    try:
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return True
-    except ChildProcessError:
-        pass
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[0] in {"Z", "X"}
 
 
 def _shims(where: Layout) -> list[int]:

@@ -8,9 +8,7 @@ or bridge behind. Operator and agent run detached, with pid and log files in the
 """
 
 import json
-import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -24,7 +22,7 @@ from typing import Any
 
 from kernel_gossip import paths
 from kernel_gossip.errors import UserError
-from kernel_gossip.lab import apiserver, containerd, pods
+from kernel_gossip.lab import apiserver, containerd, pods, processes
 from kernel_gossip.lab.cri import CriClient, CriError
 
 Say = Callable[[str], None]
@@ -82,28 +80,13 @@ def _ports(where: StackLayout) -> dict[str, int]:
 
 
 def running_pid(where: StackLayout, name: str) -> int | None:
-    """The pid in <name>.pid when that process is alive and is ours (its command line
-    names the lab dir), else None."""
-    try:
-        pid = int(where.pid_file(name).read_text())
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
-    except (FileNotFoundError, ValueError, ProcessLookupError):
-        return None
-    return pid if str(where.lab) in command and state != "Z" else None
+    """The pid in <name>.pid when that process is alive and is ours (it names the lab dir)."""
+    return processes.running_pid(where.pid_file(name), str(where.lab))
 
 
 def _spawn(where: StackLayout, name: str, command: list[str]) -> subprocess.Popen[bytes]:
-    with where.log(name).open("ab") as log:
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # outlives `lab up`; stopped by pid at `lab down`
-        )
-    where.pid_file(name).write_text(f"{process.pid}\n")
-    return process
+    """Detached: it outlives `lab up`, and `lab down` stops it by pid."""
+    return processes.spawn_detached(command, where.log(name), where.pid_file(name))
 
 
 def _http_status(url: str) -> int | None:
@@ -220,12 +203,8 @@ def _stop(where: StackLayout, name: str, say: Say) -> None:
     pid = running_pid(where, name)
     if pid is not None:
         say(f"stopping the {name} (pid {pid})")
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
-        while running_pid(where, name) is not None and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if running_pid(where, name) is not None:
-            os.kill(pid, signal.SIGKILL)
+        if not processes.terminate(pid, STOP_TIMEOUT_SECONDS):
+            raise UserError(f"the lab's {name} (pid {pid}) survived SIGKILL")
     where.pid_file(name).unlink(missing_ok=True)
 
 
