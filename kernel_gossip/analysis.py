@@ -337,10 +337,19 @@ def one_line(recommendation: Recommendation) -> str:
 def next_history(
     previous: Sequence[ThrottleReading], reading: ThrottleReading, keep: int
 ) -> list[ThrottleReading]:
-    """The last `keep` readings, oldest first; a replayed reading replaces itself."""
-    kept = [r for r in previous if r.observed_at != reading.observed_at] + [reading]
+    """The last `keep` readings, oldest first; a replayed reading replaces itself, and the
+    readings of another pod (an earlier pod of the same name) are dropped."""
+    kept = [
+        r
+        for r in previous
+        if r.observed_at != reading.observed_at and not _other_pod(r.pod_uid, reading.pod_uid)
+    ] + [reading]
     kept.sort(key=lambda r: r.observed_at)
     return kept[-keep:]
+
+
+def _other_pod(earlier: str | None, now: str | None) -> bool:
+    return earlier is not None and now is not None and earlier != now
 
 
 def whisper_status(
@@ -355,7 +364,9 @@ def whisper_status(
     reported = usage_report(truth, spec.reported_cpu_usage_cores, facts)
     advice = recommendations(truth, reported, facts, thresholds)
     reading = ThrottleReading(
-        observed_at=spec.observed_at, throttled_percent=truth.throttled_percent
+        observed_at=spec.observed_at,
+        throttled_percent=truth.throttled_percent,
+        pod_uid=truth.pod_uid,
     )
     return KernelWhisperStatus(
         severity=severity(truth.throttled_percent, thresholds),

@@ -71,6 +71,9 @@ class ReportedUsage(CamelModel):
 class ThrottleReading(CamelModel):
     observed_at: datetime
     throttled_percent: float = Field(ge=0, le=100)
+    pod_uid: str | None = Field(
+        default=None, description="The pod measured: a new pod of the same name starts afresh."
+    )
 
 
 class KernelWhisperStatus(CamelModel):

@@ -354,6 +354,22 @@ def test_replayed_reading_replaces_itself() -> None:
     assert [(r.observed_at.minute, r.throttled_percent) for r in history] == [(0, 50), (1, 60)]
 
 
+def test_a_new_pod_of_the_same_name_starts_a_fresh_history() -> None:
+    old = [
+        ThrottleReading(observed_at=T0, throttled_percent=90, pod_uid="uid-old"),
+        ThrottleReading(observed_at=T0 + timedelta(minutes=1), throttled_percent=80),
+    ]
+    new = ThrottleReading(
+        observed_at=T0 + timedelta(minutes=5), throttled_percent=30, pod_uid="uid-new"
+    )
+    history = next_history(old, new, keep=10)
+    assert [(r.throttled_percent, r.pod_uid) for r in history] == [(80, None), (30, "uid-new")]
+    same = next_history(
+        history, new.model_copy(update={"observed_at": T0 + timedelta(minutes=6)}), 10
+    )
+    assert len(same) == 3
+
+
 @given(st.lists(st.integers(0, 50), max_size=30), st.integers(1, 12))
 def test_history_is_sorted_unique_and_bounded(minutes: list[int], keep: int) -> None:
     history: list[ThrottleReading] = []
