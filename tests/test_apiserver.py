@@ -181,7 +181,7 @@ def full_kernel_whisper_status() -> KernelWhisperStatus:
             Recommendation(action="review_requests", reason="bursty", suggested_value="300m"),
         ],
         recommendation="increase_cpu_limits to 750m: throttled",
-        history=[ThrottleReading(observed_at=OBSERVED, throttled_percent=38.0)],
+        history=[ThrottleReading(observed_at=OBSERVED, throttled_percent=38.0, pod_uid="1234")],
         updated_at=OBSERVED,
     )
 
