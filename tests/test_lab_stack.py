@@ -99,13 +99,19 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     lab_dir = tmp_path_factory.mktemp("stack")
     env = {**os.environ, "KERNEL_GOSSIP_LAB_DIR": str(lab_dir)}
     bridges_before = bridges()
-    up = subprocess.run([CLI, "lab", "up"], capture_output=True, text=True, timeout=3000, env=env)
-    assert up.returncode == 0, up.stderr
-    status = json.loads(up.stdout)
-    assert status["up"] is True
-    for key in ("kubeconfig", "containerdSocket", "operatorUrl", "agentMetricsUrl"):
-        assert status[key], key
-    assert lab_processes(lab_dir)
+    try:
+        up = subprocess.run(
+            [CLI, "lab", "up"], capture_output=True, text=True, timeout=3000, env=env
+        )
+        assert up.returncode == 0, up.stderr
+        status = json.loads(up.stdout)
+        assert status["up"] is True
+        for key in ("kubeconfig", "containerdSocket", "operatorUrl", "agentMetricsUrl"):
+            assert status[key], key
+        assert lab_processes(lab_dir)
+    except BaseException:
+        subprocess.run([CLI, "lab", "down"], capture_output=True, timeout=300, env=env)
+        raise
     api_dir = lab_dir / "api"
     api = LabApi(
         api_dir,
