@@ -115,7 +115,10 @@ class CgroupWorkload:
 
 
 def _remove_cgroup(directory: Path) -> None:
-    """rmdir a cgroup, retried while the kernel releases the processes just killed."""
+    """rmdir a cgroup, retried while the kernel releases the processes just killed; one
+    that still holds cgroups of other workloads is left to the last of them."""
+    if directory.is_dir() and any(child.is_dir() for child in directory.iterdir()):
+        return
     for _ in range(100):
         try:
             directory.rmdir()

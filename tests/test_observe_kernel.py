@@ -116,7 +116,7 @@ def make_workload(fs: CgroupFs) -> Iterator[MakeWorkload]:
         return workload
 
     yield make
-    for workload in made:
+    for workload in reversed(made):  # the first made the shared root: it goes last
         workload.close()
 
 
