@@ -43,7 +43,7 @@ def number(syscall: str, arch: str | None = None) -> int | None:
     return None
 
 
-X86_64: dict[int, str] = {
+_X86_64_OWN: dict[int, str] = {
     0: "read",
     1: "write",
     2: "open",
@@ -381,55 +381,9 @@ X86_64: dict[int, str] = {
     334: "rseq",
     335: "uretprobe",
     336: "uprobe",
-    424: "pidfd_send_signal",
-    425: "io_uring_setup",
-    426: "io_uring_enter",
-    427: "io_uring_register",
-    428: "open_tree",
-    429: "move_mount",
-    430: "fsopen",
-    431: "fsconfig",
-    432: "fsmount",
-    433: "fspick",
-    434: "pidfd_open",
-    435: "clone3",
-    436: "close_range",
-    437: "openat2",
-    438: "pidfd_getfd",
-    439: "faccessat2",
-    440: "process_madvise",
-    441: "epoll_pwait2",
-    442: "mount_setattr",
-    443: "quotactl_fd",
-    444: "landlock_create_ruleset",
-    445: "landlock_add_rule",
-    446: "landlock_restrict_self",
-    447: "memfd_secret",
-    448: "process_mrelease",
-    449: "futex_waitv",
-    450: "set_mempolicy_home_node",
-    451: "cachestat",
-    452: "fchmodat2",
-    453: "map_shadow_stack",
-    454: "futex_wake",
-    455: "futex_wait",
-    456: "futex_requeue",
-    457: "statmount",
-    458: "listmount",
-    459: "lsm_get_self_attr",
-    460: "lsm_set_self_attr",
-    461: "lsm_list_modules",
-    462: "mseal",
-    463: "setxattrat",
-    464: "getxattrat",
-    465: "listxattrat",
-    466: "removexattrat",
-    467: "open_tree_attr",
-    468: "file_getattr",
-    469: "file_setattr",
 }
 
-ARM64: dict[int, str] = {
+_ARM64_OWN: dict[int, str] = {
     0: "io_setup",
     1: "io_destroy",
     2: "io_submit",
@@ -709,6 +663,11 @@ ARM64: dict[int, str] = {
     292: "io_pgetevents",
     293: "rseq",
     294: "kexec_file_load",
+}
+
+
+# Since Linux 5.1 (424, pidfd_send_signal) every architecture numbers new syscalls alike.
+UNIFIED_FROM_424: dict[int, str] = {
     424: "pidfd_send_signal",
     425: "io_uring_setup",
     426: "io_uring_enter",
@@ -756,5 +715,8 @@ ARM64: dict[int, str] = {
     468: "file_getattr",
     469: "file_setattr",
 }
+
+X86_64: dict[int, str] = {**_X86_64_OWN, **UNIFIED_FROM_424}
+ARM64: dict[int, str] = {**_ARM64_OWN, **UNIFIED_FROM_424}
 
 _TABLES: dict[str, Mapping[int, str]] = {"x86_64": X86_64, "arm64": ARM64}

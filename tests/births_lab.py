@@ -18,6 +18,24 @@ from kernel_gossip import ocibundle
 from kernel_gossip.births import ENTRYPOINT_EXEC
 from kernel_gossip.models import ContainerBirth
 
+# The keys of one birth in `births --json`, as the contract lists them.
+CONTRACT_KEYS = {
+    "containerId",
+    "podUid",
+    "cgroupPath",
+    "runtime",
+    "startedAt",
+    "durationMs",
+    "totalSyscalls",
+    "syscalls",
+    "namespaceOperations",
+    "namespacesCreated",
+    "mounts",
+    "cgroupWrites",
+    "execs",
+    "timeline",
+}
+
 RUNTIMES = ("runc", "crun")
 TOOLS = ("runc", "crun", "strace", "unshare")
 ENTRYPOINT = "/bin/true"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from births_lab import (
+    CONTRACT_KEYS,
     assert_consistent,
     assert_matches_strace,
     missing_tools,
@@ -25,22 +26,6 @@ from conftest import Require
 from kernel_gossip.models import BirthsReport
 
 CLI = [sys.executable, "-m", "kernel_gossip", "births"]
-CONTRACT_KEYS = {
-    "containerId",
-    "podUid",
-    "cgroupPath",
-    "runtime",
-    "startedAt",
-    "durationMs",
-    "totalSyscalls",
-    "syscalls",
-    "namespaceOperations",
-    "namespacesCreated",
-    "mounts",
-    "cgroupWrites",
-    "execs",
-    "timeline",
-}
 
 
 @pytest.mark.parametrize(

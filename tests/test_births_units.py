@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from births_lab import CONTRACT_KEYS
 from births_truth import count_birth
 from hypothesis import given
 from hypothesis import strategies as st
@@ -264,22 +265,6 @@ def evidence(**overrides: object) -> BirthEvidence:
 
 NAMES = {0: "read", 1: "write", 59: "execve", 165: "mount"}
 COUNTS = {0: 70, 1: 30, 59: 3, 165: 41, 999: 26}
-CONTRACT_KEYS = {
-    "containerId",
-    "podUid",
-    "cgroupPath",
-    "runtime",
-    "startedAt",
-    "durationMs",
-    "totalSyscalls",
-    "syscalls",
-    "namespaceOperations",
-    "namespacesCreated",
-    "mounts",
-    "cgroupWrites",
-    "execs",
-    "timeline",
-}
 
 
 def test_certificate_assembles_the_contract() -> None:
