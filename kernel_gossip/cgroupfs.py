@@ -1,6 +1,8 @@
 """Reads (and, for workloads we start, writes) cgroups on this host: the I/O side of cgroups.py."""
 
+import errno
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,3 +116,19 @@ def _read_ids(path: Path) -> list[int]:
         return [int(line) for line in path.read_text().split()]
     except (FileNotFoundError, ProcessLookupError):
         return []
+
+
+def remove_cgroup(directory: Path, timeout: float = 5.0) -> None:
+    """rmdir a cgroup, retried while the kernel still counts tasks that just exited in it
+    (EBUSY); the OSError is raised when it stays busy past the timeout or fails otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            directory.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError as error:
+            if error.errno != errno.EBUSY or time.monotonic() > deadline:
+                raise
+        time.sleep(0.05)

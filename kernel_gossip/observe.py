@@ -88,8 +88,9 @@ def _interesting_cgroups(fs: CgroupFs) -> list[str]:
 
 def container_cgroups(fs: CgroupFs) -> list[Target]:
     """Every container on the host that holds processes, as targets."""
-    paths = [rel for rel in _populated(fs) if identify(rel).container_id is not None]
-    return [Target(index, rel, identify(rel)) for index, rel in enumerate(paths[:MAX_TARGETS])]
+    found = [(rel, identify(rel)) for rel in _populated(fs)]
+    containers = [(rel, who) for rel, who in found if who.container_id is not None]
+    return [Target(index, rel, who) for index, (rel, who) in enumerate(containers[:MAX_TARGETS])]
 
 
 def _populated(fs: CgroupFs) -> list[str]:

@@ -8,12 +8,11 @@ kernel's cgroup id identifies it as it would identify a container.
 import contextlib
 import signal
 import subprocess
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
-from kernel_gossip.cgroupfs import CgroupFs
+from kernel_gossip.cgroupfs import CgroupFs, remove_cgroup
 from kernel_gossip.cgroups import CgroupMode
 
 BUSY_LOOP = ["/bin/sh", "-c", "while :; do :; done"]
@@ -115,15 +114,9 @@ class CgroupWorkload:
 
 
 def _remove_cgroup(directory: Path) -> None:
-    """rmdir a cgroup, retried while the kernel releases the processes just killed; one
-    that still holds cgroups of other workloads is left to the last of them."""
+    """A cgroup we made; one that still holds cgroups of other workloads is left to the
+    last of them, and one that cannot be removed is left rather than failing the close."""
     if directory.is_dir() and any(child.is_dir() for child in directory.iterdir()):
         return
-    for _ in range(100):
-        try:
-            directory.rmdir()
-            return
-        except FileNotFoundError:
-            return
-        except OSError:
-            time.sleep(0.05)
+    with contextlib.suppress(OSError):
+        remove_cgroup(directory)

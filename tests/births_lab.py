@@ -1,6 +1,7 @@
 """Real container starts for the births tests: bundles, runtime runs (optionally under
 strace -f), non-runtime noise, and clean-up of the cgroups the runs leave behind."""
 
+import contextlib
 import os
 import shutil
 import signal
@@ -16,6 +17,7 @@ from births_truth import MOUNT_FAMILY, count_birth
 
 from kernel_gossip import ocibundle
 from kernel_gossip.births import ENTRYPOINT_EXEC
+from kernel_gossip.cgroupfs import remove_cgroup
 from kernel_gossip.models import ContainerBirth
 
 # The keys of one birth in `births --json`, as the issue's contract lists them.
@@ -139,14 +141,8 @@ def remove_pod_cgroups(pod_uids: Sequence[str]) -> None:
 
 
 def _rmdir(path: Path) -> None:
-    for _ in range(50):  # a cgroup is busy for a moment after its last task exits
-        try:
-            path.rmdir()
-            return
-        except FileNotFoundError:
-            return
-        except OSError:
-            time.sleep(0.1)
+    with contextlib.suppress(OSError):  # left behind rather than failing the clean-up
+        remove_cgroup(path)
 
 
 NOISE_POD_UID = "6e015e00-0000-4000-8000-000000000000"

@@ -25,6 +25,7 @@ from kernel_gossip.birthprobe import BirthWatch
 from kernel_gossip.births import PodBirth
 from kernel_gossip.cgroupfs import CgroupFs
 from kernel_gossip.cgroups import CgroupMode
+from kernel_gossip.errors import UserError
 from kernel_gossip.observe import REFRESH_SECONDS, Observation, container_cgroups
 from kernel_gossip.payloads import CpuThrottlePayload, PodCreationPayload
 from kernel_gossip.runqueue import KeyMode, RunqueueProbe
@@ -121,7 +122,7 @@ class Agent:
                     observation.refresh()
             try:
                 report = observation.end()
-            except Exception as error:  # a container left mid-window: measure again
+            except UserError as error:  # a container left mid-window: measure again
                 log.info("window skipped: %s", error)
                 return
         self.metrics.windows.inc()

@@ -36,6 +36,7 @@ import yaml
 from pydantic import Field
 
 from kernel_gossip import paths
+from kernel_gossip.cgroupfs import remove_cgroup
 from kernel_gossip.cgroups import QosClass
 from kernel_gossip.errors import UserError
 from kernel_gossip.lab import images, kubelet
@@ -603,17 +604,10 @@ def _read(path: Path) -> str:
 
 def _rmdir_when_empty(folder: Path) -> None:
     """rmdir a cgroup, retrying while the kernel still counts exiting tasks in it."""
-    deadline = time.monotonic() + KILL_TIMEOUT_S
-    while True:
-        try:
-            folder.rmdir()
-            return
-        except FileNotFoundError:
-            return
-        except OSError as error:
-            if error.errno != errno.EBUSY or time.monotonic() > deadline:
-                raise UserError(f"cannot remove cgroup {folder}: {error.strerror}") from None
-        time.sleep(0.05)
+    try:
+        remove_cgroup(folder, KILL_TIMEOUT_S)
+    except OSError as error:
+        raise UserError(f"cannot remove cgroup {folder}: {error.strerror}") from None
 
 
 # --- get ---------------------------------------------------------------------------------

@@ -119,65 +119,72 @@ def _wait(
     raise UserError(f"the lab's {name} did not come up ({url}): {' | '.join(tail) or 'no log'}")
 
 
+def _ensure_running(
+    where: StackLayout,
+    name: str,
+    url: str,
+    command: list[str],
+    healthy: Callable[[int | None], bool],
+    say: Say,
+    announce: str,
+) -> str:
+    """Start `name` unless it runs already, and wait until `url`/healthz answers healthy."""
+    if running_pid(where, name) is None:
+        say(announce)
+        process = _spawn(where, name, command)
+        _wait(where, name, process, f"{url}/healthz", healthy)
+    return url
+
+
 def _start_operator(where: StackLayout, kubeconfig: Path, port: int, say: Say) -> str:
     url = f"http://127.0.0.1:{port}"
-    if running_pid(where, "operator") is not None:
-        return url
-    say(f"starting the operator (webhook {url}, namespace {OPERATOR_NAMESPACE})")
-    process = _spawn(
-        where,
+    command = [
+        KERNEL_GOSSIP,
         "operator",
-        [
-            KERNEL_GOSSIP,
-            "operator",
-            "--kubeconfig",
-            str(kubeconfig),
-            "--namespace",
-            OPERATOR_NAMESPACE,
-            "--webhook-host",
-            "127.0.0.1",
-            "--webhook-port",
-            str(port),
-            "--token-file",
-            str(where.token),
-        ],
+        "--kubeconfig",
+        str(kubeconfig),
+        "--namespace",
+        OPERATOR_NAMESPACE,
+        "--webhook-host",
+        "127.0.0.1",
+        "--webhook-port",
+        str(port),
+        "--token-file",
+        str(where.token),
+    ]
+    announce = f"starting the operator (webhook {url}, namespace {OPERATOR_NAMESPACE})"
+    return _ensure_running(
+        where, "operator", url, command, lambda status: status == 200, say, announce
     )
-    _wait(where, "operator", process, f"{url}/healthz", lambda status: status == 200)
-    return url
 
 
 def _start_agent(
     where: StackLayout, operator_url: str, cri_socket: Path, port: int, say: Say
 ) -> str:
     url = f"http://127.0.0.1:{port}"
-    if running_pid(where, "agent") is not None:
-        return url
-    say(f"starting the agent (every {AGENT_INTERVAL_SECONDS:g} s, metrics {url})")
-    process = _spawn(
-        where,
+    command = [
+        KERNEL_GOSSIP,
         "agent",
-        [
-            KERNEL_GOSSIP,
-            "agent",
-            "--operator-url",
-            operator_url,
-            "--token-file",
-            str(where.token),
-            "--interval",
-            str(AGENT_INTERVAL_SECONDS),
-            "--node",
-            socket.gethostname().lower(),
-            "--spool-dir",
-            str(where.spool),
-            "--cri-socket",
-            str(cri_socket),
-            "--metrics-address",
-            f"127.0.0.1:{port}",
-        ],
-    )
+        "--operator-url",
+        operator_url,
+        "--token-file",
+        str(where.token),
+        "--interval",
+        str(AGENT_INTERVAL_SECONDS),
+        "--node",
+        socket.gethostname().lower(),
+        "--spool-dir",
+        str(where.spool),
+        "--cri-socket",
+        str(cri_socket),
+        "--metrics-address",
+        f"127.0.0.1:{port}",
+    ]
+    announce = f"starting the agent (every {AGENT_INTERVAL_SECONDS:g} s, metrics {url})"
     # /healthz answers 503 until the first window completes; any answer means it serves.
-    _wait(where, "agent", process, f"{url}/healthz", lambda status: status is not None)
-    return url
+    return _ensure_running(
+        where, "agent", url, command, lambda status: status is not None, say, announce
+    )
 
 
 def up(lab: Path | None = None, say: Say = print) -> dict[str, Any]:
