@@ -7,14 +7,24 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import pytest
+from hypothesis import settings
 
 if TYPE_CHECKING:
     from kernel_gossip.lab.apiserver import LabApi
     from kernel_gossip.lab.containerd import LabContainerd
+    from kernel_gossip.lab.stack import LabNode
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 Require = Callable[[bool, str], None]
+
+# Hypothesis: in CI the examples are derived from each test's name (derandomized), so a
+# failure found there comes back on every run and on any machine; elsewhere the local
+# database replays it. Both print the blob that reproduces a failure (@reproduce_failure).
+# No deadline: timings belong in benchmarks/, and the machine is shared.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True, deadline=None)
+settings.register_profile("dev", print_blob=True, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if IN_CI else "dev"))
 
 
 def require_prerequisite(present: bool, reason: str) -> None:
@@ -68,3 +78,12 @@ def lab_containerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator["LabCon
     from kernel_gossip.lab.containerd import serve_for_tests
 
     yield from serve_for_tests(tmp_path_factory.mktemp("lab"), require_prerequisite)
+
+
+@pytest.fixture(scope="session")
+def lab_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator["LabNode"]:
+    """A lab node of its own (API server, containerd, the lab's kubelet) for the session,
+    brought down with `lab down` at the end: pods go through the API as with kubectl."""
+    from kernel_gossip.lab.stack import serve_node_for_tests
+
+    yield from serve_node_for_tests(tmp_path_factory.mktemp("node"), require_prerequisite)

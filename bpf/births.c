@@ -4,31 +4,38 @@
 // Tracepoints only. A birth starts when a task that is not tracked execs a program whose
 // comm is one of `runtimes` (sched_process_exec). From then on that task and every task it
 // forks, threads and processes alike (sched_process_fork), are tracked by thread id until
-// they exit. raw_syscalls:sys_enter counts each tracked task's syscalls per number; the
-// per-syscall tracepoints below see namespace operations (clone, clone3, unshare, setns),
-// the mount family, root switches (pivot_root, chroot) and execs. A tracked task that
-// switched into the container's root, or descends from one that did, and then execs
-// successfully is the container's entrypoint: the birth is over, and its tasks are forgotten
-// on their next syscall or exit. The container is the cgroup its init joins
+// they exit. The one raw_syscalls:sys_enter program does all the per-syscall work of
+// tracked tasks: counts per syscall number, and, recognised by the architecture's numbers,
+// namespace operations (clone, clone3, unshare, setns), the mount family, root switches
+// (pivot_root, chroot), execs, and the opens, writes and closes of cgroup files. A tracked
+// task that switched into the container's root, or descends from one that did, and then
+// execs successfully is the container's entrypoint: the birth is over, and its tasks are
+// forgotten on their next syscall or exit. The container is the cgroup its init joins
 // (cgroup:cgroup_attach_task of a tracked task), resolved in user space.
 //
 // Cgroup writes are writes to file descriptors that a tracked process opened under
 // CGROUP_ROOT, directly or relative to a directory descriptor opened there (runc opens
 // /sys/fs/cgroup once and openat2()s below it). Descriptors are known per process (tgid);
 // dup()ed or inherited ones are not followed. Writes to cgroup.procs and tasks move tasks;
-// the first write to any other cgroup file starts the cgroup-limits phase. Opens, writes
-// and closes are recognised in raw_syscalls:sys_enter by the architecture's numbers, so
-// write(2), the host's busiest syscall, gets no tracepoint of its own; the descriptor an
-// open returns comes from syscalls:sys_exit_open*.
+// the first write to any other cgroup file starts the cgroup-limits phase. The descriptor
+// an open returns comes from syscalls:sys_exit_open*.
 //
-// Per-event cost: a task that is not tracked pays one hash lookup in raw_syscalls:sys_enter,
-// and one in the per-syscall tracepoints, which fire only for those rare syscalls. Rare
-// lifecycle events (birth start, cgroup attach, namespace operation, entrypoint exec,
-// cgroup mkdir) reach user space through a ring buffer; counts stay in maps.
+// Per-syscall cost (measured by benchmarks/run on kernel 6.18): any program on a syscall
+// tracepoint puts every task on the syscall-tracing slow path. A task that is not tracked
+// pays one load from an array indexed by thread id (`tracking`, no hash lookup) in
+// raw_syscalls:sys_enter and returns. Per-syscall enter tracepoints are not used: what they
+// told is read from the syscall number. On the exit side only the open family's own
+// tracepoints are attached: a program on raw_syscalls:sys_exit (or a raw sys_exit) would
+// run on every syscall's return and costs about three times as much; raw tracepoint
+// programs cost more than perf-event ones here. The sched and cgroup tracepoints fire only
+// on forks, execs, exits and cgroup changes. Rare lifecycle events (birth start, cgroup
+// attach, namespace operation, entrypoint exec, cgroup mkdir) reach user space through a
+// ring buffer; counts stay in maps.
 //
-// User space defines: MAX_TASKS, MAX_BIRTHS, MAX_COUNTS, PATH_LEN, the PHASE_* indices and
-// N_PHASES, the EVENT_* and OP_* codes, the running architecture's syscall numbers NR_*
-// (NR_OPEN is -1 where there is no open(2)), and HAVE_<tracepoint> for the optional ones.
+// User space defines: MAX_TASKS, MAX_BIRTHS, MAX_COUNTS, PATH_LEN, PID_MAX (the size of
+// `tracking`), the PHASE_* indices and N_PHASES, the EVENT_* and OP_* codes, and the
+// running architecture's syscall numbers NR_* (-1 where the architecture has no such
+// syscall, e.g. open(2) on arm64).
 
 #define COMM_LEN 16
 #define CGROUP_ROOT "/sys/fs/cgroup"
@@ -103,6 +110,7 @@ struct event {
 
 BPF_HASH(runtimes, struct comm_key, u8, 64);
 BPF_HASH(tracked, u32, struct task_info, MAX_TASKS);
+BPF_ARRAY(tracking, u32, PID_MAX);  // tid -> its birth's serial (0: none): the hot filter
 BPF_HASH(births, u32, struct birth, MAX_BIRTHS);
 BPF_HASH(syscall_counts, struct count_key, u64, MAX_COUNTS);
 BPF_TABLE("lru_hash", u32, struct exec_entry, exec_entries, 4096);
@@ -120,19 +128,23 @@ static __always_inline void reach(struct birth *birth, u32 phase, u64 now)
     birth->phase = phase;
 }
 
-// The birth the current task works for, while it is not over.
-static __always_inline struct birth *current_birth(u32 *serial, struct task_info **task)
+// Tracked tasks are in `tracked` (their state; user space lists it) and in `tracking`
+// (what the syscall tracepoints test). A tid beyond PID_MAX cannot be tracked.
+static __always_inline int track(u32 tid, struct task_info *info)
 {
-    u32 tid = bpf_get_current_pid_tgid();
-    struct task_info *info = tracked.lookup(&tid);
-    if (!info)
-        return 0;
-    struct birth *birth = births.lookup(&info->serial);
-    if (!birth || birth->done)
-        return 0;
-    *serial = info->serial;
-    *task = info;
-    return birth;
+    u32 *slot = tracking.lookup(&tid);
+    if (!slot || tracked.update(&tid, info))
+        return -1;
+    *slot = info->serial;
+    return 0;
+}
+
+static __always_inline void untrack(u32 tid)
+{
+    u32 *slot = tracking.lookup(&tid);
+    if (slot)
+        *slot = 0;
+    tracked.delete(&tid);
 }
 
 static __always_inline struct event *new_event(u32 kind, u32 serial, u32 pid, u64 ts)
@@ -210,32 +222,59 @@ static __always_inline u32 cgroup_file_kind(long nr, u64 arg0, u64 arg1, u32 tgi
     return CGROUP_CONTROL;
 }
 
-TRACEPOINT_PROBE(raw_syscalls, sys_enter)
+static __always_inline int is_mount_family(long nr)
 {
-    u64 pid_tgid = bpf_get_current_pid_tgid();
+    return nr == NR_MOUNT || nr == NR_UMOUNT2 || nr == NR_PIVOT_ROOT || nr == NR_MOVE_MOUNT ||
+           nr == NR_FSOPEN || nr == NR_FSMOUNT || nr == NR_OPEN_TREE ||
+           nr == NR_OPEN_TREE_ATTR || nr == NR_MOUNT_SETATTR;
+}
+
+static __always_inline void namespace_op(struct birth *birth, u32 serial, u32 op, u64 flags)
+{
+    u64 now = bpf_ktime_get_ns();
+    reach(birth, PHASE_NAMESPACES, now);
+    struct event *event = new_event(EVENT_NAMESPACE, serial, bpf_get_current_pid_tgid(), now);
+    if (!event)
+        return;
+    event->arg = flags;
+    event->aux = op;
+    events.ringbuf_submit(event, 0);
+}
+
+// Everything a tracked task's syscall tells: its count, then what it does to the birth.
+static __always_inline void tracked_syscall(long nr, u64 *arg, u64 pid_tgid)
+{
     u32 tid = pid_tgid;
     struct task_info *task = tracked.lookup(&tid);
-    if (!task)
-        return 0;
+    if (!task) {
+        untrack(tid);
+        return;
+    }
     u32 serial = task->serial;
     struct birth *birth = births.lookup(&serial);
     if (!birth || birth->done) {
-        tracked.delete(&tid);  // its birth is over: forget the task
-        return 0;
+        untrack(tid);  // its birth is over: forget the task
+        return;
     }
-    long nr = args->id;
-    struct count_key key = {.serial = serial, .nr = (u32)nr};
-    syscall_counts.atomic_increment(key);
+    // The phase's count first, then the name's: user space reads the names first, so a
+    // syscall counted by name is always in the phase counts it reads next.
     u32 phase = birth->phase;
     if (phase < N_PHASES)
         __sync_fetch_and_add(&birth->phase_syscalls[phase], 1);
+    // Not atomic_increment: its insert of a new key loses the count when two threads
+    // enter the same new syscall at once; lookup_or_try_init looks up the winner's entry.
+    struct count_key key = {.serial = serial, .nr = (u32)nr};
+    u64 zero = 0;
+    u64 *count = syscall_counts.lookup_or_try_init(&key, &zero);
+    if (count)
+        __sync_fetch_and_add(count, 1);
 
     u32 tgid = pid_tgid >> 32;
     if (nr == NR_CLOSE) {
-        struct fd_key fd = {.tgid = tgid, .fd = (u32)args->args[0]};
+        struct fd_key fd = {.tgid = tgid, .fd = (u32)arg[0]};
         cgroup_fds.delete(&fd);
     } else if (is_write(nr)) {
-        struct fd_key fd = {.tgid = tgid, .fd = (u32)args->args[0]};
+        struct fd_key fd = {.tgid = tgid, .fd = (u32)arg[0]};
         struct cgroup_file *file = cgroup_fds.lookup(&fd);
         if (file) {
             __sync_fetch_and_add(&birth->cgroup_writes, 1);
@@ -245,10 +284,53 @@ TRACEPOINT_PROBE(raw_syscalls, sys_enter)
     } else if (nr == NR_OPENAT || nr == NR_OPENAT2 || (NR_OPEN >= 0 && nr == NR_OPEN)) {
         struct cgroup_file open = {
             .serial = serial,
-            .kind = cgroup_file_kind(nr, args->args[0], args->args[1], tgid),
+            .kind = cgroup_file_kind(nr, arg[0], arg[1], tgid),
         };
         pending_opens.update(&tid, &open);
+    } else if (nr == NR_EXECVE || nr == NR_EXECVEAT) {
+        __sync_fetch_and_add(&birth->execs, 1);
+        struct exec_entry entry = {.ts = bpf_ktime_get_ns(), .nr = nr, .phase = phase};
+        exec_entries.update(&tid, &entry);
+    } else if (nr == NR_CLONE) {
+        u64 flags = arg[0];
+        if (flags & CLONE_NEW_MASK)
+            namespace_op(birth, serial, OP_CLONE, flags);
+    } else if (nr == NR_CLONE3) {
+        u64 flags = 0;  // struct clone_args starts with the u64 flags
+        bpf_probe_read_user(&flags, sizeof(flags), (void *)arg[0]);
+        if (flags & (CLONE_NEW_MASK | CLONE_NEWTIME))
+            namespace_op(birth, serial, OP_CLONE3, flags);
+    } else if (nr == NR_UNSHARE) {
+        u64 flags = arg[0];
+        if (flags & (CLONE_NEW_MASK | CLONE_NEWTIME))
+            namespace_op(birth, serial, OP_UNSHARE, flags);
+    } else if (nr == NR_SETNS) {
+        // Every setns joins a namespace; nstype 0 means "whatever the descriptor is".
+        namespace_op(birth, serial, OP_SETNS, (u32)arg[1]);
+    } else if (is_mount_family(nr)) {
+        u64 now = bpf_ktime_get_ns();
+        __sync_fetch_and_add(&birth->mounts, 1);
+        reach(birth, PHASE_MOUNTS, now);
+        if (nr == NR_PIVOT_ROOT) {
+            task->in_rootfs = 1;
+            reach(birth, PHASE_ROOTFS, now);
+        }
+    } else if (nr == NR_CHROOT) {
+        // A root switch without pivot_root (runc --no-pivot): not a mount.
+        task->in_rootfs = 1;
+        reach(birth, PHASE_ROOTFS, bpf_ktime_get_ns());
     }
+}
+
+TRACEPOINT_PROBE(raw_syscalls, sys_enter)
+{
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    u32 tid = pid_tgid;
+    u32 *serial = tracking.lookup(&tid);
+    if (!serial || !*serial)
+        return 0;  // the host's syscalls stop here
+    u64 arg[2] = {args->args[0], args->args[1]};
+    tracked_syscall(args->id, arg, pid_tgid);
     return 0;
 }
 
@@ -257,6 +339,9 @@ static __always_inline void open_returned(long ret)
 {
     u64 pid_tgid = bpf_get_current_pid_tgid();
     u32 tid = pid_tgid;
+    u32 *serial = tracking.lookup(&tid);
+    if (!serial || !*serial)
+        return;
     struct cgroup_file *open = pending_opens.lookup(&tid);
     if (!open)
         return;
@@ -283,7 +368,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_openat2)
     return 0;
 }
 
-#ifdef HAVE_SYS_ENTER_OPEN
+#if NR_OPEN >= 0
 TRACEPOINT_PROBE(syscalls, sys_exit_open)
 {
     open_returned(args->ret);
@@ -298,6 +383,8 @@ static __always_inline void start_birth(u32 pid, u64 now, struct exec_entry *ent
     if (!counter)
         return;
     *counter += 1;
+    if ((*counter & 0xfffff) == 0)
+        *counter += 1;  // serial 0 means "not tracked"
     u32 serial = (bpf_get_smp_processor_id() << 20) | (*counter & 0xfffff);
 
     struct birth birth = {};
@@ -310,7 +397,7 @@ static __always_inline void start_birth(u32 pid, u64 now, struct exec_entry *ent
     if (births.update(&serial, &birth))
         return;
     struct task_info task = {.serial = serial, .in_rootfs = 0};
-    if (tracked.update(&pid, &task)) {
+    if (track(pid, &task)) {
         births.delete(&serial);
         return;
     }
@@ -325,37 +412,12 @@ static __always_inline void start_birth(u32 pid, u64 now, struct exec_entry *ent
     events.ringbuf_submit(event, 0);
 }
 
-static __always_inline void exec_entered(u32 nr)
-{
-    u32 tid = bpf_get_current_pid_tgid();
-    struct exec_entry entry = {.ts = bpf_ktime_get_ns(), .nr = nr, .phase = 0};
-    u32 serial;
-    struct task_info *task;
-    struct birth *birth = current_birth(&serial, &task);
-    if (birth) {
-        __sync_fetch_and_add(&birth->execs, 1);
-        entry.phase = birth->phase;
-    }
-    exec_entries.update(&tid, &entry);  // every exec: a runtime may be starting
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_execve)
-{
-    exec_entered(args->__syscall_nr);
-    return 0;
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_execveat)
-{
-    exec_entered(args->__syscall_nr);
-    return 0;
-}
-
 TRACEPOINT_PROBE(sched, sched_process_exec)
 {
     u64 now = bpf_ktime_get_ns();
     u32 pid = args->pid;
     u32 old_pid = args->old_pid;  // differs when a thread other than the leader execs
+    // An untracked task's exec was not seen entering: execve(2), entered just now.
     struct exec_entry entry = {.ts = now, .nr = NR_EXECVE, .phase = 0};
     struct exec_entry *seen = exec_entries.lookup(&old_pid);
     if (seen) {
@@ -369,8 +431,8 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
         struct birth *birth = births.lookup(&info.serial);
         if (birth && !birth->done) {
             if (old_pid != pid) {
-                tracked.delete(&old_pid);
-                tracked.update(&pid, &info);
+                untrack(old_pid);
+                track(pid, &info);
             }
             if (!info.in_rootfs)
                 return 0;  // the runtime re-executing itself, a hook, ...
@@ -385,7 +447,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
             events.ringbuf_submit(event, 0);
             return 0;
         }
-        tracked.delete(&old_pid);  // left over from a finished birth
+        untrack(old_pid);  // left over from a finished birth
     }
 
     struct comm_key comm = {};
@@ -405,169 +467,16 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
     struct birth *birth = births.lookup(&child.serial);
     if (!birth || birth->done)
         return 0;
-    u32 child_pid = args->child_pid;
-    tracked.update(&child_pid, &child);
+    track(args->child_pid, &child);
     return 0;
 }
 
 TRACEPOINT_PROBE(sched, sched_process_exit)
 {
     u32 tid = args->pid;
-    tracked.delete(&tid);
-    return 0;
-}
-
-static __always_inline void namespace_op(struct birth *birth, u32 serial, u32 op, u64 flags)
-{
-    u64 now = bpf_ktime_get_ns();
-    reach(birth, PHASE_NAMESPACES, now);
-    struct event *event = new_event(EVENT_NAMESPACE, serial, bpf_get_current_pid_tgid(), now);
-    if (!event)
-        return;
-    event->arg = flags;
-    event->aux = op;
-    events.ringbuf_submit(event, 0);
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_clone)
-{
-    u32 serial;
-    struct task_info *task;
-    struct birth *birth = current_birth(&serial, &task);
-    u64 flags = args->clone_flags;
-    if (birth && (flags & CLONE_NEW_MASK))
-        namespace_op(birth, serial, OP_CLONE, flags);
-    return 0;
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_clone3)
-{
-    u32 serial;
-    struct task_info *task;
-    struct birth *birth = current_birth(&serial, &task);
-    if (!birth)
-        return 0;
-    u64 flags = 0;  // struct clone_args starts with the u64 flags
-    bpf_probe_read_user(&flags, sizeof(flags), (void *)args->uargs);
-    if (flags & (CLONE_NEW_MASK | CLONE_NEWTIME))
-        namespace_op(birth, serial, OP_CLONE3, flags);
-    return 0;
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_unshare)
-{
-    u32 serial;
-    struct task_info *task;
-    struct birth *birth = current_birth(&serial, &task);
-    u64 flags = args->unshare_flags;
-    if (birth && (flags & (CLONE_NEW_MASK | CLONE_NEWTIME)))
-        namespace_op(birth, serial, OP_UNSHARE, flags);
-    return 0;
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_setns)
-{
-    // Every setns joins a namespace; nstype 0 means "whatever the descriptor is".
-    u32 serial;
-    struct task_info *task;
-    struct birth *birth = current_birth(&serial, &task);
-    if (birth)
-        namespace_op(birth, serial, OP_SETNS, (u32)args->flags);
-    return 0;
-}
-
-static __always_inline void mount_op(int switches_root)
-{
-    u32 serial;
-    struct task_info *task;
-    struct birth *birth = current_birth(&serial, &task);
-    if (!birth)
-        return;
-    u64 now = bpf_ktime_get_ns();
-    __sync_fetch_and_add(&birth->mounts, 1);
-    reach(birth, PHASE_MOUNTS, now);
-    if (switches_root) {
-        task->in_rootfs = 1;
-        reach(birth, PHASE_ROOTFS, now);
-    }
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_mount)
-{
-    mount_op(0);
-    return 0;
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_umount)  // umount2(2)
-{
-    mount_op(0);
-    return 0;
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_pivot_root)
-{
-    mount_op(1);
-    return 0;
-}
-
-#ifdef HAVE_SYS_ENTER_MOVE_MOUNT
-TRACEPOINT_PROBE(syscalls, sys_enter_move_mount)
-{
-    mount_op(0);
-    return 0;
-}
-#endif
-
-#ifdef HAVE_SYS_ENTER_FSOPEN
-TRACEPOINT_PROBE(syscalls, sys_enter_fsopen)
-{
-    mount_op(0);
-    return 0;
-}
-#endif
-
-#ifdef HAVE_SYS_ENTER_FSMOUNT
-TRACEPOINT_PROBE(syscalls, sys_enter_fsmount)
-{
-    mount_op(0);
-    return 0;
-}
-#endif
-
-#ifdef HAVE_SYS_ENTER_OPEN_TREE
-TRACEPOINT_PROBE(syscalls, sys_enter_open_tree)
-{
-    mount_op(0);
-    return 0;
-}
-#endif
-
-#ifdef HAVE_SYS_ENTER_OPEN_TREE_ATTR
-TRACEPOINT_PROBE(syscalls, sys_enter_open_tree_attr)
-{
-    mount_op(0);
-    return 0;
-}
-#endif
-
-#ifdef HAVE_SYS_ENTER_MOUNT_SETATTR
-TRACEPOINT_PROBE(syscalls, sys_enter_mount_setattr)
-{
-    mount_op(0);
-    return 0;
-}
-#endif
-
-TRACEPOINT_PROBE(syscalls, sys_enter_chroot)
-{
-    // A root switch without pivot_root (runc --no-pivot): not a mount.
-    u32 serial;
-    struct task_info *task;
-    struct birth *birth = current_birth(&serial, &task);
-    if (!birth)
-        return 0;
-    task->in_rootfs = 1;
-    reach(birth, PHASE_ROOTFS, bpf_ktime_get_ns());
+    u32 *serial = tracking.lookup(&tid);
+    if (serial && *serial)
+        untrack(tid);
     return 0;
 }
 

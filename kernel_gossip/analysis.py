@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+from kernel_gossip.models import MAX_CORES, MIN_CPU_LIMIT_CORES
 from kernel_gossip.resources import (
     KernelTruth,
     KernelWhisperSpec,
@@ -29,6 +30,13 @@ Severity = Literal["info", "warning", "critical"]
 MILLICORES_PER_CORE = 1000
 UNDERSTATED_RATIO = 0.9
 """A reported figure below 90% of the kernel's is called out as understating the use."""
+MAX_REPLICAS = 2**31 - 1
+"""Deployment.spec.replicas is an int32."""
+MAX_SUGGESTED_CORES = 100_000.0
+"""No machine has more cores: a limit sized beyond it says the demand cannot be met."""
+HPA_TOLERANCE = 0.1
+"""kube-controller-manager's --horizontal-pod-autoscaler-tolerance: within 10% of its target
+an HPA changes nothing."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,8 @@ class ScaledWorkload:
     autoscaler: str
     current_replicas: int
     max_replicas: int
+    cpu_utilization_percent: int | None = None  # the HPA's status.currentMetrics
+    cpu_target_percent: int | None = None  # its spec.metrics target
 
 
 @dataclass(frozen=True)
@@ -82,7 +92,10 @@ def severity(throttled_percent: float, thresholds: Thresholds) -> Severity:
 
 def cpu_quantity(cores: float) -> str:
     """Cores as a Kubernetes CPU quantity, rounded up to a millicore: 1.5 -> 1500m, 2 -> 2."""
-    millicores = max(math.ceil(round(cores * MILLICORES_PER_CORE, 6)), 0)
+    scaled = cores * MILLICORES_PER_CORE
+    if not math.isfinite(scaled):  # beyond 1.8e305 cores: whole cores already
+        return str(math.ceil(cores))
+    millicores = max(math.ceil(round(scaled, 6)), 0)
     if millicores % MILLICORES_PER_CORE == 0:
         return str(millicores // MILLICORES_PER_CORE)
     return f"{millicores}m"
@@ -92,7 +105,8 @@ _QUANTITY_SUFFIX = {"n": 1e-9, "u": 1e-6, "m": 1e-3, "": 1.0, "k": 1e3, "M": 1e6
 
 
 def parse_cpu_quantity(quantity: str) -> float:
-    """A CPU quantity as the API prints it (250m, 1, 1.5, 348795234n) in cores."""
+    """A CPU quantity as the API prints it (250m, 1, 1.5, 348795234n) in cores; more cores
+    than any machine has is refused, so every figure derived from it stays finite."""
     text = quantity.strip()
     suffix = text[-1] if text and text[-1] in "numkMG" else ""
     number = text[: len(text) - len(suffix)]
@@ -100,7 +114,7 @@ def parse_cpu_quantity(quantity: str) -> float:
         value = float(number) * _QUANTITY_SUFFIX[suffix]
     except ValueError:
         raise ValueError(f"not a CPU quantity: {quantity!r}") from None
-    if not math.isfinite(value) or value < 0:
+    if not 0 <= value <= MAX_CORES:  # NaN fails too
         raise ValueError(f"not a CPU quantity: {quantity!r}")
     return value
 
@@ -117,6 +131,8 @@ def reported_usage(
     else:
         return ReportedUsage(cores=None, source="none", payload_cores=None)
     percent = 100 * cores / limit_cores if limit_cores else None
+    if percent is not None and not math.isfinite(percent):
+        percent = None  # a limit too small to divide by says nothing of the use
     return ReportedUsage(
         cores=cores,
         source=source,
@@ -189,12 +205,16 @@ def unmet_demand_limit(
     Throttling stays under the target t when that probability is t:
         x = m * ln(p / t),  limit' = limit + x.
     No throttled time, or throttling already at or under the target: the limit stays.
+    Total: extreme inputs give inf (never an exception), which callers treat as unsizable.
     """
     p = throttled_percent / 100
     t = target_percent / 100
     if p <= t or throttled_seconds <= 0 or window_seconds <= 0:
         return limit_cores
-    mean_unmet = throttled_seconds / (p * window_seconds)
+    exposure = p * window_seconds
+    if exposure <= 0:  # underflow: an unmeasurably short throttled span
+        return math.inf
+    mean_unmet = throttled_seconds / exposure
     return limit_cores + mean_unmet * math.log(p / t)
 
 
@@ -222,8 +242,13 @@ def recommendations(
 
 
 def cpu_limit(truth: KernelTruth, facts: PodFacts) -> float | None:
-    """The limit as the sender measured it (CFS quota), else as the pod's spec states it."""
-    return truth.cpu_limit_cores or facts.limit_cores
+    """The limit as the sender measured it (CFS quota), else as the pod's spec states it,
+    raised to the smallest quota the kernel enforces (a limit of 0 is no limit)."""
+    if truth.cpu_limit_cores:
+        return truth.cpu_limit_cores
+    if facts.limit_cores:
+        return max(facts.limit_cores, MIN_CPU_LIMIT_CORES)
+    return None
 
 
 def usage_report(truth: KernelTruth, payload_cores: float | None, facts: PodFacts) -> ReportedUsage:
@@ -240,13 +265,15 @@ def _sizing_base(truth: KernelTruth, facts: PodFacts) -> tuple[float, str] | Non
 
 
 def _suggested_limit(truth: KernelTruth, facts: PodFacts, thresholds: Thresholds) -> float | None:
+    """The sized limit; None when it cannot be sized or would exceed any machine."""
     base = _sizing_base(truth, facts)
     throttled, window = truth.throttled_seconds, truth.window_seconds
     if base is None or throttled is None or throttled <= 0 or not window:
         return None
-    return unmet_demand_limit(
+    suggested = unmet_demand_limit(
         base[0], truth.throttled_percent, throttled, window, thresholds.target_percent
     )
+    return suggested if math.isfinite(suggested) and suggested <= MAX_SUGGESTED_CORES else None
 
 
 def _limit_advice(truth: KernelTruth, facts: PodFacts, thresholds: Thresholds) -> Recommendation:
@@ -276,6 +303,11 @@ def _unsized_because(truth: KernelTruth, base: tuple[float, str] | None) -> str:
         return (
             "the signal carries no throttled time, so the unmet demand cannot be sized: "
             "send throttled_seconds (kernel-gossip observe measures it)"
+        )
+    if truth.throttled_seconds > 0:
+        return (
+            f"the unmet demand measured needs more than {MAX_SUGGESTED_CORES:g} cores, "
+            "beyond any machine: the limit cannot be sized from it"
         )
     return "no throttled time was recorded, so there is no unmet demand to size a limit from"
 
@@ -312,7 +344,10 @@ def _replicas_advice(
     suggested = _suggested_limit(truth, facts, thresholds)
     if workload is None or limit is None or suggested is None or suggested <= limit:
         return None
-    replicas = math.ceil(round(workload.current_replicas * suggested / limit, 6))
+    ratio = workload.current_replicas * suggested / limit
+    if not math.isfinite(ratio) or ratio > MAX_REPLICAS:
+        return None  # a limit too small to spread the demand over pods
+    replicas = math.ceil(round(ratio, 6))
     capped = (
         f"; above maxReplicas {workload.max_replicas}: raise it"
         if replicas > workload.max_replicas
@@ -320,10 +355,27 @@ def _replicas_advice(
     )
     return Recommendation(
         action="scale_out_replicas",
-        reason=f"{workload.kind} {workload.name} (HPA {workload.autoscaler}) runs "
-        f"{workload.current_replicas} replicas at {limit:.3f} cores each; the demand that "
-        f"needs {suggested:.3f} cores per pod fits {replicas} replicas{capped}",
+        reason=f"{workload.kind} {workload.name} runs {workload.current_replicas} replicas at "
+        f"{limit:.3f} cores each; {_hpa_reading(workload)}; the kernel's throttled time says "
+        f"the demand needs {suggested:.3f} cores per pod, which fits {replicas} "
+        f"replicas{capped}",
         suggested_value=str(replicas),
+    )
+
+
+def _hpa_reading(workload: ScaledWorkload) -> str:
+    """The HPA's own figure, and whether it makes the HPA act."""
+    used, target = workload.cpu_utilization_percent, workload.cpu_target_percent
+    if used is None or target is None:
+        return f"HPA {workload.autoscaler} reports no CPU utilization against a target"
+    verdict = (
+        "so it adds no replicas"
+        if used <= target * (1 + HPA_TOLERANCE)
+        else "so it scales out by that figure alone"
+    )
+    return (
+        f"HPA {workload.autoscaler} reads {used}% average CPU utilization of requests "
+        f"against its {target}% target, {verdict}"
     )
 
 

@@ -35,18 +35,11 @@ MAX_COUNTS = 65536
 SETTLE_NS = 100_000_000  # counts of a finished birth are read this long after its end
 SWEEP_NS = 2_000_000_000  # how often births whose tasks all left are freed
 POD_CGROUP_MEMORY_NS = 3600 * 10**9  # a pod's containers may wait that long for images
-SYSCALL_EVENTS = Path("/sys/kernel/tracing/events/syscalls")
-OPTIONAL_TRACEPOINTS = (
-    "sys_enter_open",
-    "sys_enter_move_mount",
-    "sys_enter_fsopen",
-    "sys_enter_fsmount",
-    "sys_enter_open_tree",
-    "sys_enter_open_tree_attr",
-    "sys_enter_mount_setattr",
-)
+PID_MAX = Path("/proc/sys/kernel/pid_max")
+# The syscalls births.c recognises by number in its one sys_enter program.
 NUMBERED_SYSCALLS = (
     "execve",
+    "execveat",
     "close",
     "write",
     "pwrite64",
@@ -56,6 +49,20 @@ NUMBERED_SYSCALLS = (
     "openat",
     "openat2",
     "open",
+    "clone",
+    "clone3",
+    "unshare",
+    "setns",
+    "mount",
+    "umount2",
+    "pivot_root",
+    "move_mount",
+    "fsopen",
+    "fsmount",
+    "open_tree",
+    "open_tree_attr",
+    "mount_setattr",
+    "chroot",
 )
 
 
@@ -74,13 +81,14 @@ def check_runtime_names(names: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(checked))
 
 
-def probe_defines(arch: str, tracepoints: Path = SYSCALL_EVENTS) -> dict[str, int | None]:
+def probe_defines(arch: str, pid_max: int) -> dict[str, int | None]:
     """The constants bpf/births.c is compiled with, for this architecture and kernel."""
     defines: dict[str, int | None] = {
         "MAX_TASKS": MAX_TASKS,
         "MAX_BIRTHS": MAX_BIRTHS,
         "MAX_COUNTS": MAX_COUNTS,
         "PATH_LEN": PATH_LEN,
+        "PID_MAX": pid_max,
         "N_PHASES": len(Phase),
     }
     defines.update({f"PHASE_{phase.name}": phase.value for phase in Phase})
@@ -89,9 +97,6 @@ def probe_defines(arch: str, tracepoints: Path = SYSCALL_EVENTS) -> dict[str, in
     for syscall in NUMBERED_SYSCALLS:
         nr = syscall_names.number(syscall, arch)
         defines[f"NR_{syscall.upper()}"] = -1 if nr is None else nr
-    for tracepoint in OPTIONAL_TRACEPOINTS:
-        if (tracepoints / tracepoint).is_dir():
-            defines[f"HAVE_{tracepoint.upper()}"] = None
     return defines
 
 
@@ -100,7 +105,8 @@ class BirthProbe:
 
     def __init__(self, runtimes: Sequence[str]) -> None:
         self.arch = syscall_names.machine_arch()
-        self._bpf: Any = bpfsupport.load("births.c", probe_defines(self.arch))
+        pid_max = int(PID_MAX.read_text())  # thread ids are below it
+        self._bpf: Any = bpfsupport.load("births.c", probe_defines(self.arch, pid_max))
         self._events: list[ProbeEvent] = []
         table = self._bpf[b"runtimes"]
         for name in runtimes:
@@ -108,6 +114,11 @@ class BirthProbe:
             key.name = name.encode()
             table[key] = table.Leaf(1)
         self._bpf[b"events"].open_ring_buffer(self._on_event)
+
+    @property
+    def bpf(self) -> Any:
+        """The loaded BCC object (benchmarks detach and re-attach its programs)."""
+        return self._bpf
 
     def _on_event(self, _ctx: Any, data: Any, _size: int) -> None:
         raw = self._bpf[b"events"].event(data)
@@ -198,6 +209,10 @@ class BirthWatch:
         self.wall_offset_ns = time.time_ns() - time.monotonic_ns()
         self.births: list[ContainerBirth] = []
 
+    @property
+    def probe(self) -> BirthProbe:
+        return self._probe
+
     def poll(self, timeout_s: float) -> list[ContainerBirth]:
         """Wait up to timeout_s for events; returns the certificates completed meanwhile."""
         for event in self._probe.poll(max(int(timeout_s * 1000), 0)):
@@ -222,8 +237,8 @@ class BirthWatch:
     def _certify(self, finished: list[BirthEvidence]) -> list[ContainerBirth]:
         if not finished:
             return []
+        counts = self._probe.syscall_counts()  # before the counters: see births.c
         counters = self._probe.counters()
-        counts = self._probe.syscall_counts()
         born = []
         for evidence in finished:
             birth_counters = counters.get(evidence.serial)

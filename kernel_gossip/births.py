@@ -22,7 +22,9 @@ runtime's exec), cgroup-limits (first write to a cgroup file), namespaces (first
 clone3, unshare or setns that creates or joins a namespace), mounts (first call of the mount
 family), rootfs (pivot_root or chroot into the container's root) and entrypoint-exec (the
 entrypoint's execve, counted there alone). Each phase counts the syscalls entered from its
-start until the next phase starts, so the counts add up to totalSyscalls.
+start until the next phase starts, so the counts add up to totalSyscalls. The counts by
+name never add up to more: the kernel counts a syscall by phase before it counts it by name,
+and user space reads the names first.
 """
 
 from collections.abc import Iterable, Mapping, Sequence
@@ -283,6 +285,7 @@ def certificate(
         name = names.get(nr, f"syscall_{nr}")
         named[name] = named.get(name, 0) + count
     start_ns = evidence.start_ns or counters.start_ns
+    phases = timeline(counters, entrypoint)
     return ContainerBirth(
         container_id=container_id(cgroup_path),
         pod_uid=identify(cgroup_path).pod_uid,
@@ -290,14 +293,14 @@ def certificate(
         runtime=evidence.runtime,
         started_at=wall_time(start_ns, wall_offset_ns),
         duration_ms=ms_between(start_ns, entrypoint.exec_ns),
-        total_syscalls=sum(named.values()),
+        total_syscalls=sum(phase.count for phase in phases),
         syscalls=dict(sorted(named.items(), key=lambda item: (-item[1], item[0]))),
         namespace_operations=operations,
         namespaces_created=[kind for kind in NAMESPACE_FLAGS if kind in created],
         mounts=counters.mounts,
         cgroup_writes=counters.cgroup_writes,
         execs=counters.execs,
-        timeline=timeline(counters, entrypoint),
+        timeline=phases,
     )
 
 

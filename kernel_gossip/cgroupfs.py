@@ -11,8 +11,11 @@ from kernel_gossip.cgroups import (
     CgroupMode,
     CgroupMounts,
     CpuCounters,
+    MemoryCounters,
     counters_v1,
     counters_v2,
+    memory_v1,
+    memory_v2,
     parse_mountinfo,
 )
 from kernel_gossip.errors import UserError
@@ -80,6 +83,20 @@ class CgroupFs:
             (cpu / "cpu.cfs_quota_us").read_text(),
             (cpu / "cpu.cfs_period_us").read_text(),
             (cpuacct / "cpuacct.usage").read_text(),
+        )
+
+    def read_memory(self, rel: str) -> MemoryCounters:
+        """Memory usage and inactive page cache, from the memory controller's hierarchy."""
+        if self.mode is CgroupMode.V2:
+            memory = self.dir(rel)
+            current = memory / "memory.current"
+            return memory_v2(
+                current.read_text() if current.exists() else None,
+                (memory / "memory.stat").read_text(),
+            )
+        memory = self.dir(rel, Path(self.mounts.v1["memory"]))
+        return memory_v1(
+            (memory / "memory.usage_in_bytes").read_text(), (memory / "memory.stat").read_text()
         )
 
     def descendants(self, rel: str, hierarchy: Path | None = None) -> Iterator[str]:

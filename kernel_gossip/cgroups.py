@@ -283,6 +283,37 @@ def cpu_delta(before: CpuCounters, after: CpuCounters, window_seconds: float) ->
     )
 
 
+@dataclass(frozen=True)
+class MemoryCounters:
+    """A cgroup's memory usage and the part of it that is inactive page cache."""
+
+    usage_bytes: int
+    inactive_file_bytes: int
+
+    @property
+    def working_set_bytes(self) -> int:
+        """usage - inactive_file, floored at 0: the kubelet's working set (cAdvisor's
+        setMemoryStats), what `kubectl top` shows and what the OOM killer acts on."""
+        return max(self.usage_bytes - self.inactive_file_bytes, 0)
+
+
+def memory_v1(usage_in_bytes: str, memory_stat: str) -> MemoryCounters:
+    """memory.usage_in_bytes and memory.stat's hierarchical total_inactive_file."""
+    stat = parse_flat_keyed(memory_stat)
+    return MemoryCounters(int(usage_in_bytes.strip()), stat.get("total_inactive_file", 0))
+
+
+def memory_v2(memory_current: str | None, memory_stat: str) -> MemoryCounters:
+    """memory.current and memory.stat's inactive_file. The root cgroup has no memory.current
+    (None): usage is anon + file of its memory.stat, as runc's fs2 reports it for cAdvisor."""
+    stat = parse_flat_keyed(memory_stat)
+    if memory_current is None:
+        usage = stat.get("anon", 0) + stat.get("file", 0)
+    else:
+        usage = int(memory_current.strip())
+    return MemoryCounters(usage, stat.get("inactive_file", 0))
+
+
 def parse_proc_cgroup(text: str) -> dict[str, str]:
     """/proc/PID/cgroup -> {controller or 'unified' or 'name=...': path}."""
     paths: dict[str, str] = {}

@@ -23,6 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     from kernel_gossip.agent import cli as agent_cli
     from kernel_gossip.lab import cli as lab_cli
     from kernel_gossip.operator import cli as operator_cli
+    from kernel_gossip.rehearse import cli as rehearse_cli
+    from kernel_gossip.scenarios import cli as scenario_cli
 
     parser = OneLineParser(
         prog="kernel-gossip",
@@ -30,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
-    for module in (observe_cli, births_cli, demo, operator_cli, lab_cli, agent_cli):
+    subcommands = (observe_cli, births_cli, demo, operator_cli, lab_cli, agent_cli)
+    for module in (*subcommands, scenario_cli, rehearse_cli):
         module.register(commands)
     return parser
 

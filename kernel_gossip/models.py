@@ -10,12 +10,22 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+MIN_CPU_LIMIT_CORES = 0.001
+"""The smallest CFS limit the kernel takes: a 1 ms quota over the longest (1 s) period."""
+MAX_CORES = 100_000.0
+"""No machine has more cores: a larger figure is a unit error (millicores sent as cores)."""
+
 
 class CamelModel(BaseModel):
-    """Python names in snake_case, JSON and Kubernetes fields in camelCase."""
+    """Python names in snake_case, JSON and Kubernetes fields in camelCase; every figure
+    finite (an infinite or NaN one is refused, never written as `Infinity`)."""
 
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        allow_inf_nan=False,
     )
 
 
@@ -26,7 +36,9 @@ class ContainerCpuTruth(CamelModel):
     pod_uid: str | None = Field(description="Kubernetes pod UID, null outside a pod.")
     container_id: str | None = Field(description="Container ID, null for a plain cgroup.")
     runtime: str | None = Field(description="Container runtime, null when unknown.")
-    cpu_limit_cores: float | None = Field(ge=0, description="CFS quota / period; null: none.")
+    cpu_limit_cores: float | None = Field(
+        ge=MIN_CPU_LIMIT_CORES, description="CFS quota / period; null: none."
+    )
     cpu_usage_cores: float = Field(ge=0, description="Average CPU usage over the window.")
     nr_periods: int = Field(ge=0, description="CFS periods elapsed in the window.")
     nr_throttled: int = Field(ge=0, description="Periods in which the cgroup was throttled.")

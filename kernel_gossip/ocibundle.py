@@ -124,7 +124,7 @@ def write_bundle(directory: Path, spec: ContainerSpec, runtime: str = "runc") ->
     """A bundle folder holding config.json; its root is the shared busybox rootfs."""
     directory.mkdir(parents=True, exist_ok=True)
     config = configure(default_spec(runtime), spec, busybox_rootfs())
-    (directory / "config.json").write_text(json.dumps(config, indent=2))
+    (directory / "config.json").write_text(json.dumps(config, indent=2, allow_nan=False))
     return directory
 
 

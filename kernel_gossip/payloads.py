@@ -20,33 +20,33 @@ from pydantic import (
     model_validator,
 )
 
-from kernel_gossip.models import NamespaceKind
+from kernel_gossip.models import MAX_CORES, MIN_CPU_LIMIT_CORES, NamespaceKind
 from kernel_gossip.resources import (
     KernelTruth,
     PodBirthCertificateSpec,
     SyscallTimelineEntry,
-    birth_certificate_name,
 )
 
 MAX_INT64 = 2**63 - 1
-MAX_CORES = 100_000.0
-"""No machine has more cores: a larger figure is a unit error (millicores sent as cores)."""
 MAX_WINDOW_SECONDS = 86_400.0
+MIN_WINDOW_SECONDS = 0.001
+"""CFS's shortest period (cpu.cfs_period_us >= 1000): no shorter window counts anything."""
 MAX_SECONDS = 1e9
 MAX_MICROSECONDS = 1e12
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-LONGEST_SUFFIX = len(birth_certificate_name(""))
+MAX_NAME = 253
 
 PodName = Annotated[
-    str,
-    StringConstraints(min_length=1, max_length=253 - LONGEST_SUFFIX, pattern=DNS_SUBDOMAIN),
+    str, StringConstraints(min_length=1, max_length=MAX_NAME, pattern=DNS_SUBDOMAIN)
 ]
-"""A pod name short enough that `<pod>-cert` is still a valid resource name."""
+"""Any name Kubernetes accepts for a pod (operator/naming.py keeps its resource name valid)."""
 NamespaceName = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=DNS_LABEL)]
 ContainerName = NamespaceName
-NodeName = Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)]
+NodeName = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_NAME, pattern=DNS_SUBDOMAIN)
+]
 PodUid = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][-_A-Za-z0-9]*$")
 ]
@@ -65,6 +65,8 @@ ContainerId = Annotated[
 RuntimeName = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=DNS_LABEL)]
 Count = Annotated[int, Field(ge=0, le=MAX_INT64)]
 Cores = Annotated[float, Field(ge=0, le=MAX_CORES)]
+LimitCores = Annotated[float, Field(ge=MIN_CPU_LIMIT_CORES, le=MAX_CORES)]
+"""A CFS limit the kernel could enforce: never 0 or a subnormal sliver of a core."""
 Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS)]
 Microseconds = Annotated[float, Field(ge=0, le=MAX_MICROSECONDS)]
 Milliseconds = Annotated[float, Field(ge=0, le=MAX_WINDOW_SECONDS * 1000)]
@@ -95,14 +97,14 @@ class CpuThrottlePayload(Payload):
     throttle_percentage: Percent
     actual_cpu_usage: Cores
     reported_cpu_usage: Cores
-    period_seconds: Annotated[float, Field(gt=0, le=MAX_WINDOW_SECONDS)]
+    period_seconds: Annotated[float, Field(ge=MIN_WINDOW_SECONDS, le=MAX_WINDOW_SECONDS)]
     timestamp: Timestamp
     pod_uid: PodUid | None = None
     node: NodeName | None = None
     nr_periods: Count | None = None
     nr_throttled: Count | None = None
     throttled_seconds: Seconds | None = None
-    cpu_limit_cores: Cores | None = None
+    cpu_limit_cores: LimitCores | None = None
     runqueue_latency_p50_us: Microseconds | None = None
     runqueue_latency_p99_us: Microseconds | None = None
     involuntary_switches: Count | None = None
@@ -112,7 +114,13 @@ class CpuThrottlePayload(Payload):
 
     @model_validator(mode="after")
     def counters_agree(self) -> Self:
-        """The optional counters, when sent, must agree with each other and the percentage."""
+        """The optional counters, when sent, must agree with each other, the percentage and
+        the window (throttled time is summed over CPUs: at most window x MAX_CORES)."""
+        throttled = self.throttled_seconds
+        if throttled is not None and throttled > self.period_seconds * MAX_CORES:
+            raise ValueError(
+                f"throttled_seconds {throttled} exceeds period_seconds x {MAX_CORES:g} cores"
+            )
         if self.nr_periods is not None and self.nr_throttled is not None:
             if self.nr_throttled > self.nr_periods:
                 raise ValueError("nr_throttled cannot exceed nr_periods")

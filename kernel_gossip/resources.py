@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from kernel_gossip.models import BirthFigures, CamelModel
+from kernel_gossip.models import MIN_CPU_LIMIT_CORES, BirthFigures, CamelModel
 
 GROUP = "kernel-gossip.dev"
 VERSION = "v1alpha1"
@@ -25,7 +25,7 @@ class KernelTruth(CamelModel):
     pod_uid: str | None = None
     container_id: str | None = None
     runtime: str | None = None
-    cpu_limit_cores: float | None = Field(default=None, ge=0)
+    cpu_limit_cores: float | None = Field(default=None, ge=MIN_CPU_LIMIT_CORES)
     cpu_usage_cores: float | None = Field(default=None, ge=0)
     nr_periods: int | None = Field(default=None, ge=0)
     nr_throttled: int | None = Field(default=None, ge=0)

@@ -42,6 +42,11 @@ class RunqueueProbe:
         self.mode = mode
         self._bpf: Any = bpfsupport.load("runqlat.c", defines)
 
+    @property
+    def bpf(self) -> Any:
+        """The loaded BCC object (benchmarks detach and re-attach its programs)."""
+        return self._bpf
+
     def set_targets(self, keys: dict[int, int]) -> None:
         """Key (cgroup id or tgid) -> target index; replaces the previous set."""
         table = self._bpf[b"targets"]

@@ -6,6 +6,7 @@
 #   - tracefs/debugfs mounted (BCC reads tracepoint formats there)
 #   - .venv on /usr/bin/python3 with --system-site-packages (Debian's bcc lives there)
 #     and the package installed editable with its dev extras
+#   - the CRI protocol modules generated into the package (kernel_gossip/cri/runtime_v1/)
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -71,4 +72,7 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
     echo "$want" > "$stamp"
 fi
 "$venv/bin/python" -c 'import bcc' 2>/dev/null || die "the venv cannot import bcc (python3-bpfcc)"
+# Build step: the CRI protocol modules, generated into kernel_gossip/cri/runtime_v1/ (ignored
+# by git, shipped by the wheel and the image) so nothing is fetched or compiled at run time.
+"$venv/bin/python" -m kernel_gossip.lab.cri || die "cannot generate the CRI protocol modules"
 say "ready: $venv/bin/kernel-gossip"

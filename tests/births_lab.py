@@ -3,9 +3,12 @@ strace -f), non-runtime noise, and clean-up of the cgroups the runs leave behind
 
 import contextlib
 import os
+import queue
 import shutil
 import signal
 import subprocess
+import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -44,8 +47,50 @@ ENTRYPOINT = "/bin/true"
 # strace: all threads and children, descriptors' paths (cgroup writes), one log.
 STRACE = ("strace", "-f", "-y", "-s", "64", "-o")
 REQUIRED_PHASES = {"runtime-start", "namespaces", "rootfs", "cgroup-limits", ENTRYPOINT_EXEC}
-TOLERANCE = 0.05  # the issue's bound for totalSyscalls and mounts
+# The README's accuracy claims, asserted as stated there: totals within 1.1%; namespace
+# operations, namespaces, mounts and execs exact; cgroup writes and the per-name counts
+# (the sum of their differences) within 5%.
+TOTAL_TOLERANCE = 0.011
+TOLERANCE = 0.05
 PHASE_SLACK = 0.02  # where a phase starts: tasks run in parallel, strace orders them
+
+BIRTHS_CLI = [sys.executable, "-m", "kernel_gossip", "births"]
+
+
+class BirthsCli:
+    """kernel-gossip births in the background, its stderr read line by line."""
+
+    def __init__(self, arguments: Sequence[str], prefix: Sequence[str] = ()) -> None:
+        self.process = subprocess.Popen(
+            [*prefix, *BIRTHS_CLI, *arguments],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.stderr: list[str] = []
+        assert self.process.stderr is not None
+        stream = self.process.stderr
+        threading.Thread(
+            target=lambda: [self.lines.put(line) for line in stream], daemon=True
+        ).start()
+
+    def wait_for(self, text: str, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.5)
+            except queue.Empty:
+                assert self.process.poll() is None, f"exited early: {self.stderr}"
+                continue
+            self.stderr.append(line)
+            if text in line:
+                return
+        raise AssertionError(f"no {text!r} on stderr within {timeout} s: {self.stderr}")
+
+    def finish(self, timeout: float = 120) -> str:
+        stdout, _ = self.process.communicate(timeout=timeout)
+        return stdout
 
 
 def missing_tools() -> list[str]:
@@ -126,23 +171,21 @@ def cgroup_mounts() -> list[Path]:
 
 
 def remove_pod_cgroups(pod_uids: Sequence[str]) -> None:
-    """rmdir what the runs left: pod cgroups (and empty container ones) in every hierarchy."""
+    """rmdir what the runs left: pod cgroups (and empty container ones) in every hierarchy.
+    One that cannot be removed is a leak and fails the test (remove_cgroup raises)."""
     for root in cgroup_mounts():
         for pod_uid in pod_uids:
             pod = root / "kubepods" / "besteffort" / f"pod{pod_uid}"
             if not pod.is_dir():
                 continue
             for child in [c for c in pod.iterdir() if c.is_dir()]:
-                _rmdir(child)
-            _rmdir(pod)
+                remove_cgroup(child)
+            remove_cgroup(pod)
         for parent in (root / "kubepods" / "besteffort", root / "kubepods"):
             if parent.is_dir() and not any(c.is_dir() for c in parent.iterdir()):
-                _rmdir(parent)  # empty: no lab pod lives there; leave the host as found
-
-
-def _rmdir(path: Path) -> None:
-    with contextlib.suppress(OSError):  # left behind rather than failing the clean-up
-        remove_cgroup(path)
+                # Shared with any other lab on the host: one that just got a child stays.
+                with contextlib.suppress(OSError):
+                    remove_cgroup(parent)
 
 
 NOISE_POD_UID = "6e015e00-0000-4000-8000-000000000000"
@@ -198,24 +241,28 @@ def assert_no_noise(births: Sequence[ContainerBirth]) -> None:
     assert noisy == []
 
 
-def within(measured: int, truth: int) -> bool:
-    return abs(measured - truth) <= TOLERANCE * truth
+def within(measured: int, truth: int, tolerance: float = TOLERANCE) -> bool:
+    return abs(measured - truth) <= tolerance * truth
 
 
 def assert_matches_strace(birth: ContainerBirth, container: Container) -> None:
     truth = count_birth(strace_log(container).read_text(), "/bin/true")
     figures = (
-        f"{container.runtime}: total {birth.total_syscalls} vs strace {truth.total}, "
+        f"{container.runtime}: total {birth.total_syscalls} vs strace "
+        f"{truth.total_at_exec_entry} to {truth.total}, "
         f"mounts {birth.mounts} vs {truth.mounts}, namespace ops "
         f"{birth.namespace_operations} vs {truth.namespace_operations}, execs {birth.execs} "
         f"vs {truth.execs}, cgroup writes {birth.cgroup_writes} vs {truth.cgroup_writes}"
     )
     print(figures)
-    assert within(birth.total_syscalls, truth.total), figures
+    low, high = truth.total_at_exec_entry, truth.total
+    assert low * (1 - TOTAL_TOLERANCE) <= birth.total_syscalls <= high * (1 + TOTAL_TOLERANCE), (
+        figures
+    )
     assert birth.namespace_operations == truth.namespace_operations, figures
     assert set(birth.namespaces_created) == truth.namespaces_created, figures
     assert birth.execs == truth.execs, figures
-    assert within(birth.mounts, truth.mounts), figures
+    assert birth.mounts == truth.mounts, figures
     assert within(birth.cgroup_writes, truth.cgroup_writes), figures
     # The timeline: syscalls entered before each phase started, as strace ordered them.
     assert {phase.phase for phase in birth.timeline[1:-1]} == set(truth.phase_starts)
@@ -229,7 +276,8 @@ def assert_matches_strace(birth: ContainerBirth, container: Container) -> None:
     # Per syscall name: the numbers were named right, and nobody else's calls crept in.
     names = set(birth.syscalls) | set(truth.syscalls)
     apart = sum(abs(birth.syscalls.get(n, 0) - truth.syscalls[n]) for n in names)
-    assert apart <= TOLERANCE * truth.total, f"{figures}; per-name differences sum to {apart}"
+    apart_allowed = TOLERANCE * truth.total + (high - low)
+    assert apart <= apart_allowed, f"{figures}; per-name differences sum to {apart}"
 
 
 def assert_consistent(birth: ContainerBirth, container: Container) -> None:

@@ -54,6 +54,11 @@ class StraceTruth:
     cgroup_writes: int = 0
     # Phase -> syscalls entered before its first syscall (the timeline's phase starts).
     phase_starts: dict[str, int] = field(default_factory=dict)
+    # Syscalls entered up to the entrypoint's execve line, that execve included. The exec
+    # succeeds somewhere between its entry and its return, and strace reports the return
+    # late when it is busy: other tasks' syscalls logged in between may come before or
+    # after the kernel's exec, so the truth is a range, total_at_exec_entry to total.
+    total_at_exec_entry: int = 0
 
     @property
     def total(self) -> int:
@@ -103,7 +108,7 @@ def _phase(name: str, args: str, namespace_op: bool) -> str | None:
 def count_birth(log: str, entrypoint: str) -> StraceTruth:
     """Count the log up to the successful execve of `entrypoint` (its path as exec'd)."""
     truth = StraceTruth()
-    unfinished_execs: dict[str, str] = {}
+    unfinished_execs: dict[str, tuple[str, int]] = {}  # pid -> (args, total at its entry)
     quoted = f'"{entrypoint}"'
     for line in log.splitlines():
         match = LINE.match(line)
@@ -123,13 +128,15 @@ def count_birth(log: str, entrypoint: str) -> StraceTruth:
                 truth.cgroup_writes += 1
             if name in {"execve", "execveat"}:
                 if args.endswith("<unfinished ...>"):
-                    unfinished_execs[pid] = args
+                    unfinished_execs[pid] = (args, truth.total)
                 elif args.startswith(quoted) and args.rstrip().endswith("= 0"):
+                    truth.total_at_exec_entry = truth.total
                     return truth
             continue
         resumed = RESUMED.match(body)
         if resumed and resumed.group(1) in {"execve", "execveat"} and pid in unfinished_execs:
-            args = unfinished_execs.pop(pid)
+            args, at_entry = unfinished_execs.pop(pid)
             if args.startswith(quoted) and resumed.group(2).rstrip().endswith("= 0"):
+                truth.total_at_exec_entry = at_entry
                 return truth
     raise ValueError(f"the log has no successful execve of {entrypoint}")

@@ -10,6 +10,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from kernel_gossip.models import MAX_CORES, MIN_CPU_LIMIT_CORES
+
 TALK_CURL_BODY = (
     '{"type":"cpu_throttle","pod_name":"live-demo","namespace":"kernel-gossip",'
     '"container_name":"app","throttle_percentage":78.5,"actual_cpu_usage":1.5,'
@@ -117,6 +119,19 @@ def _encode(document: Any) -> bytes:
 
 kinds = st.sampled_from(sorted(BASES))
 
+SUBNORMAL_LIMIT = BadRequest(
+    "cpu_throttle.cpu_limit_cores = 2.2e-313 (made 100 * cores / limit infinite)",
+    _encode({**THROTTLE_FULL, "cpu_limit_cores": 2.2e-313}),
+)
+"""The draw that once made the operator write `Infinity` into a status."""
+LARGEST_PERCENT_OF_LIMIT: dict[str, Any] = {
+    **THROTTLE_FULL,
+    "actual_cpu_usage": MAX_CORES,
+    "reported_cpu_usage": MAX_CORES,
+    "cpu_limit_cores": MIN_CPU_LIMIT_CORES,
+}
+"""The largest usage over the smallest limit: the largest percent of limit, still finite."""
+
 
 @st.composite
 def unknown_type(draw: st.DrawFn) -> BadRequest:
@@ -168,6 +183,7 @@ def out_of_range(draw: st.DrawFn) -> BadRequest:
             ("period_seconds", draw(st.floats(min_value=-1e6, max_value=0))),
             ("period_seconds", draw(st.floats(min_value=86_400.5, max_value=1e12))),
             ("actual_cpu_usage", draw(st.floats(min_value=100_000.5, max_value=1e300))),
+            ("cpu_limit_cores", draw(below_the_smallest_limit)),
             ("nr_throttled", draw(st.integers(min_value=151, max_value=10**6))),
             ("nr_periods", draw(st.integers(min_value=2**63, max_value=2**70))),
         ]
@@ -279,14 +295,19 @@ bad_requests = st.one_of([*BODY_ERRORS, wrong_content_type(), too_large()])
 
 dns_labels = st.from_regex(r"\A[a-z0-9]([-a-z0-9]{0,20}[a-z0-9])?\Z")
 pod_names = dns_labels | st.builds(
-    lambda head, tail: f"{head}.{tail}"[:248].rstrip(".-") or "x",
+    lambda head, tail: f"{head}.{tail}"[:253].rstrip(".-") or "x",
     dns_labels,
-    st.from_regex(r"\A[a-z0-9]{200,247}\Z"),
+    st.from_regex(r"\A[a-z0-9]{200,252}\Z"),
 )
 moments = st.datetimes(
     min_value=datetime(1971, 1, 1), max_value=datetime(8999, 1, 1), timezones=st.just(UTC)
 )
-cores = st.floats(min_value=0, max_value=100_000)
+cores = st.floats(min_value=0, max_value=MAX_CORES)
+limits = st.floats(min_value=MIN_CPU_LIMIT_CORES, max_value=MAX_CORES)
+below_the_smallest_limit = st.floats(
+    min_value=0, max_value=MIN_CPU_LIMIT_CORES, exclude_max=True, allow_subnormal=True
+)
+"""0, subnormals (2.2e-313 made 100 * cores / limit infinite) and slivers under 1 ms/s."""
 
 
 @st.composite
@@ -299,7 +320,7 @@ def throttle_signals(draw: st.DrawFn) -> dict[str, Any]:
         "throttle_percentage": draw(st.floats(0, 100)),
         "actual_cpu_usage": draw(cores),
         "reported_cpu_usage": draw(cores),
-        "period_seconds": draw(st.floats(min_value=0.001, max_value=86_400)),
+        "period_seconds": (window := draw(st.floats(min_value=0.001, max_value=86_400))),
         "timestamp": draw(moments).isoformat(),
     }
     if draw(st.booleans()):
@@ -310,8 +331,9 @@ def throttle_signals(draw: st.DrawFn) -> dict[str, Any]:
             "throttle_percentage": 100 * throttled / periods,
             "nr_periods": periods,
             "nr_throttled": throttled,
-            "throttled_seconds": draw(st.floats(0, 1e9)),
-            "cpu_limit_cores": draw(cores),
+            # summed over CPUs: at most the window times the most cores a machine has
+            "throttled_seconds": draw(st.floats(0, min(1e9, window * 100_000))),
+            "cpu_limit_cores": draw(limits),
             "runqueue_latency_p50_us": p50,
             "runqueue_latency_p99_us": draw(st.floats(p50, 1e12)),
             "involuntary_switches": draw(st.integers(0, 2**63 - 1)),

@@ -1,6 +1,7 @@
 """The agent's pure decisions, its spool, and its delivery to a real HTTP peer on loopback."""
 
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,8 +15,9 @@ from kernel_gossip.agent.delivery import (
     AgentMetrics,
     Delivery,
     Endpoint,
-    is_final,
+    Outcome,
     next_backoff,
+    settle,
 )
 from kernel_gossip.agent.signals import (
     PodRef,
@@ -255,14 +257,22 @@ def test_backoff_doubles_up_to_the_cap() -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "final"),
+    ("status", "verdict", "outcome"),
     [
-        *[(202, True), (200, True), (400, True), (413, True), (422, True)],
-        *[(401, False), (408, False), (429, False), (500, False), (503, False)],
+        (202, None, Outcome.ACCEPTED),
+        (200, None, Outcome.ACCEPTED),
+        *[(status, "final", Outcome.REFUSED) for status in (400, 409, 413, 415, 422)],
+        # a 4xx that is no verdict of the webhook's (a wrong URL's 404, a proxy's 403)
+        *[(status, None, Outcome.RETRY_ALL) for status in (400, 403, 404, 405, 422)],
+        *[(status, None, Outcome.RETRY_ALL) for status in (401, 408, 429, 502, 503, 504)],
+        (503, "final", Outcome.RETRY_ALL),
+        (500, None, Outcome.RETRY_SIGNAL),
     ],
 )
-def test_which_replies_settle_a_signal(status: int, final: bool) -> None:
-    assert is_final(status) is final
+def test_only_the_webhooks_verdict_drops_a_signal(
+    status: int, verdict: str | None, outcome: Outcome
+) -> None:
+    assert settle(status, verdict) is outcome
 
 
 def test_endpoint_parsing() -> None:
@@ -280,17 +290,24 @@ class Recorder:
     def __init__(self) -> None:
         self.bodies: list[bytes] = []
         self.headers: list[dict[str, str]] = []
-        self.answers: list[int] = []  # consumed first; then 202
+        self.answers: list[int | tuple[int, dict[str, str]]] = []  # consumed first; then 202
+        self.fail_bodies: dict[bytes, int] = {}  # these bodies always get this status
+        self.attempts: list[bytes] = []
         recorder = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                status = recorder.answers.pop(0) if recorder.answers else 202
+                recorder.attempts.append(body)
+                answer = recorder.answers.pop(0) if recorder.answers else 202
+                status, headers = answer if isinstance(answer, tuple) else (answer, {})
+                status = recorder.fail_bodies.get(body, status)
                 if status == 202:
                     recorder.bodies.append(body)
                     recorder.headers.append(dict(self.headers))
                 self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -339,7 +356,7 @@ def test_refused_signal_does_not_block_the_rest(tmp_path: Path, recorder: Record
     spool = Spool(tmp_path, 100)
     for index in range(3):
         spool.put(str(index).encode())
-    recorder.answers = [422]
+    recorder.answers = [(422, {"Kernel-Gossip-Verdict": "final"})]
     assert Delivery(spool, recorder.url, None, AgentMetrics()).deliver_batch()
     assert recorder.bodies == [b"1", b"2"]
     assert len(spool) == 0
@@ -348,9 +365,11 @@ def test_refused_signal_does_not_block_the_rest(tmp_path: Path, recorder: Record
 def test_unreachable_operator_keeps_everything(tmp_path: Path) -> None:
     spool = Spool(tmp_path, 100)
     spool.put(b"x")
-    closed = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
-    port = closed.server_address[1]
-    closed.server_close()  # nothing listens there now
-    delivery = Delivery(spool, f"http://127.0.0.1:{port}", None, AgentMetrics(), timeout=2)
-    assert not delivery.deliver_batch()
+    # Bound but never listening: connections are refused, and while the socket is held
+    # no other process can take the port (a closed server's port could be reused).
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        port = held.getsockname()[1]
+        delivery = Delivery(spool, f"http://127.0.0.1:{port}", None, AgentMetrics(), timeout=2)
+        assert not delivery.deliver_batch()
     assert len(spool) == 1

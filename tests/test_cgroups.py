@@ -210,6 +210,18 @@ def test_cpu_delta() -> None:
     assert delta.limit_cores == pytest.approx(0.2)
 
 
+def test_cpu_delta_of_a_bursty_window() -> None:
+    """30 of 150 periods throttled is 20%, not all or nothing, and never the inverse."""
+    before = CpuCounters(1000, 400, 7_000_000_000, 20_000_000_000, CpuQuota(50000, 100000))
+    after = CpuCounters(1150, 430, 7_600_000_000, 26_000_000_000, CpuQuota(50000, 100000))
+    delta = cpu_delta(before, after, 15.0)
+    assert (delta.nr_periods, delta.nr_throttled) == (150, 30)
+    assert delta.throttled_percent == pytest.approx(20.0)
+    assert delta.throttled_seconds == pytest.approx(0.6)
+    assert delta.usage_cores == pytest.approx(0.4)
+    assert delta.limit_cores == pytest.approx(0.5)
+
+
 def test_cpu_delta_without_periods_is_not_throttled() -> None:
     counters = CpuCounters(0, 0, 0, 0, None)
     delta = cpu_delta(counters, counters, 1.0)
@@ -234,3 +246,81 @@ def test_proc_cgroup_comounted_controllers() -> None:
     paths = parse_proc_cgroup("4:cpu,cpuacct:/kubepods/x\n0::/\n")
     assert paths["cpu"] == paths["cpuacct"] == "/kubepods/x"
     assert paths["unified"] == "/"
+
+
+# Edges that mutation testing (scripts/mutation.sh) showed were unpinned ---------------
+
+UID = "1f0c6a2e-7b1d-4c7e-9a53-3d2b7f1e9c10"
+UID_UNDERSCORED = UID.replace("-", "_")
+CID = "a" * 64
+
+
+def test_mountinfo_skips_malformed_lines_wherever_they_are() -> None:
+    text = (
+        "no separator here\n"
+        "1 2 3 - cgroup2 cgroup2 rw\n"  # too few fields before the separator
+        "31 23 0:28 / /x - cgroup\n"  # too few after it
+        "40 31 0:40 / /sys/fs/cgroup/unified - cgroup2 none rw\n"  # 5 fields, source none
+        "41 31 0:41 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n"
+    )
+    mounts = parse_mountinfo(text)
+    assert mounts.mode is CgroupMode.HYBRID
+    assert mounts.unified == "/sys/fs/cgroup/unified"
+    assert mounts.v1 == {"cpu": "/sys/fs/cgroup/cpu"}
+    with pytest.raises(ValueError, match=r"^no cgroup file system is mounted$"):
+        parse_mountinfo("")
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        (f"/pod{UID}/kubepods", CgroupIdentity()),  # a pod-like name at the root
+        (f"/kubepods/other/pod{UID}", CgroupIdentity()),  # not a QoS class
+        (f"/burstable/pod{UID}", CgroupIdentity()),  # a QoS name outside kubepods
+        (f"/burstable/pod{UID}/kubepods", CgroupIdentity()),
+        (f"/libpod-{CID}", CgroupIdentity()),  # libpod- outside libpod_parent
+        (
+            f"/kubepods/burstable/pod{UID_UNDERSCORED}",
+            CgroupIdentity(pod_uid=UID, qos_class=QosClass.BURSTABLE),
+        ),
+        (
+            f"/kubepods.slice/kubepods-burstable.slice/pod{UID}",
+            CgroupIdentity(pod_uid=UID, qos_class=QosClass.BURSTABLE),
+        ),
+        (
+            f"/kubelet.slice/kubelet-kubepods-besteffort.slice/pod{UID}",
+            CgroupIdentity(pod_uid=UID, qos_class=QosClass.BEST_EFFORT),
+        ),
+    ],
+)
+def test_identify_edges(path: str, expected: CgroupIdentity) -> None:
+    assert identify(path) == expected
+
+
+def test_flat_keyed_reads_negative_values() -> None:
+    assert parse_flat_keyed("delta -5\nodd X5\n") == {"delta": -5}
+
+
+def test_v2_cpu_max_without_period_takes_the_default() -> None:
+    assert parse_v2_cpu_max("50000") == CpuQuota(50000, 100000)
+
+
+def test_counters_default_to_zero_when_a_file_lacks_a_key() -> None:
+    assert counters_v1("", "-1", "100000", "5\n") == CpuCounters(0, 0, 0, 5, None)
+    assert counters_v2("nr_periods 3\n", "50000 100000") == CpuCounters(
+        3, 0, 0, 0, CpuQuota(50000, 100000)
+    )
+
+
+def test_cpu_delta_is_exact_in_seconds_and_keeps_its_window() -> None:
+    before = CpuCounters(0, 0, 0, 0, None)
+    after = CpuCounters(10, 5, 2_500_000_000, 1_000_000_000, None)
+    delta = cpu_delta(before, after, 5.0)
+    assert (delta.window_seconds, delta.throttled_seconds, delta.usage_cores) == (5.0, 2.5, 0.2)
+    with pytest.raises(ValueError, match=r"^the window must be longer than zero seconds$"):
+        cpu_delta(before, after, -1.0)
+
+
+def test_proc_cgroup_paths_may_hold_colons_and_bad_lines_are_skipped() -> None:
+    paths = parse_proc_cgroup("garbage\n1:name=systemd:/a:b\n0::/c:d\n")
+    assert paths == {"name=systemd": "/a:b", "unified": "/c:d"}

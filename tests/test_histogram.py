@@ -76,3 +76,23 @@ def test_percentile_is_monotonic(counts: dict[int, int], a: float, b: float) -> 
     assert p_low is not None
     assert p_high is not None
     assert p_low <= p_high
+
+
+def test_slot_zero_holds_only_the_value_zero() -> None:
+    assert slot_bounds(0) == (0.0, 1.0)
+    assert slot_bounds(1) == (1.0, 2.0)
+    assert percentile({0: 4}, 0.5) == pytest.approx(0.5)
+
+
+def test_negative_slot_and_fraction_are_refused_with_their_reason() -> None:
+    with pytest.raises(ValueError, match=r"^a slot is never negative$"):
+        slot_bounds(-1)
+    with pytest.raises(ValueError, match=r"^fraction must be within \[0, 1\]$"):
+        percentile({1: 1}, -0.1)
+
+
+def test_empty_slots_before_the_samples_are_skipped() -> None:
+    """A slot whose count dropped to 0 holds no sample: rank 0 is the first real slot."""
+    counts = {3: 0, 5: 10}  # all samples in [16, 32)
+    assert percentile(counts, 0.0) == pytest.approx(16.0)
+    assert percentile(counts, 0.5) == pytest.approx(24.0)

@@ -390,8 +390,12 @@ def _document(**changes: Any) -> dict[str, Any]:
         ),
         ({"spec": {"containers": [{"name": "c", "image": "i"}], "volumes": []}}, "volumes"),
         (
-            {"spec": {"containers": [{"name": "c", "image": "i", "imagePullPolicy": "Always"}]}},
+            {"spec": {"containers": [{"name": "c", "image": "i", "imagePullPolicy": "Sometimes"}]}},
             "imagePullPolicy",
+        ),
+        (
+            {"spec": {"containers": [{"name": "c", "image": "i"}], "restartPolicy": "No"}},
+            "restartPolicy",
         ),
         (
             {

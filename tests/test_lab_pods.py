@@ -1,4 +1,5 @@
-"""Real pods on the lab's containerd, checked against the kernel and the host, not the CRI.
+"""Real pods on the lab's node (`lab pods` through the API server, run by the lab's
+kubelet on its containerd), checked against the kernel and the host, not the CRI.
 
 The cgroup files, /proc/PID/cgroup, HTTP from the pod's IP, mountinfo, /sys/class/net and
 iptables are the ground truth; the CRI's own answers are only used to find things.
@@ -14,13 +15,13 @@ import time
 import tomllib
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from kernel_gossip.lab import containerd, kubelet, pods
+from kernel_gossip.cri import CriClient
+from kernel_gossip.lab import containerd, images, kubelet, pods
 from kernel_gossip.lab.containerd import LabContainerd
-from kernel_gossip.lab.cri import CriClient
+from kernel_gossip.lab.stack import LabNode
 from kernel_gossip.paths import REPO_DIR
 
 CGROUP = Path("/sys/fs/cgroup")
@@ -29,7 +30,8 @@ BUSY_LOOP = REPO_DIR / "lab" / "pods" / "busy-loop.yaml"
 
 
 def lab_pods(lab: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """`kernel-gossip lab pods ...` on the lab in `lab` (as a user runs it)."""
+    """`kernel-gossip lab pods ...` on the lab in `lab` (as a user runs it; its API
+    server is the lab's own, <lab>/api)."""
     env = os.environ | {"KERNEL_GOSSIP_LAB_DIR": str(lab)}
     return subprocess.run(
         [sys.executable, "-m", "kernel_gossip", "lab", "pods", *args],
@@ -79,14 +81,22 @@ def host_traces(lab: Path, uid: str, ids: list[str]) -> dict[str, list[str]]:
         except OSError:
             continue
     return {
-        "cgroups": [str(p) for p in CGROUP.glob(f"*/kubepods/**/pod{uid}")],
+        "cgroups": [
+            str(path)
+            for hierarchy in CGROUP.iterdir()
+            for level in ("", "burstable/", "besteffort/")
+            if (path := hierarchy / f"kubepods/{level}pod{uid}").is_dir()
+        ],
         "processes": processes,
         "mounts": [line for line in mountinfo if any(i in line for i in ids)],
         "netns": [p.name for p in netns_dir.iterdir()] if netns_dir.is_dir() else [],
         "veths": [p.name for p in bridge_ports.iterdir()] if bridge_ports.is_dir() else [],
         "cni results": [p.name for p in Path("/var/lib/cni/results").glob("*") if ids[0] in p.name],
         "pod records and logs": [
-            str(p) for folder in ("records", "logs") for p in (lab / "pods" / folder).rglob("*")
+            str(p)
+            for folder in (lab / "pods" / "records", lab / "pod-logs")
+            for p in folder.rglob("*")
+            if uid in p.name
         ],
     }
 
@@ -193,21 +203,21 @@ def test_apply_of_a_bad_manifest_is_one_line_and_exit_2(
     tmp_path: Path, manifest: str, message: str
 ) -> None:
     (tmp_path / "pod.yaml").write_text(manifest)
-    result = lab_pods(tmp_path / "lab", "apply", "-f", str(tmp_path / "pod.yaml"), "--no-api")
+    result = lab_pods(tmp_path / "lab", "apply", "-f", str(tmp_path / "pod.yaml"))
     assert result.returncode == 2
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "lab").exists()  # nothing was started
 
 
-def test_get_and_delete_without_a_running_containerd(tmp_path: Path) -> None:
+def test_get_and_delete_without_a_running_lab(tmp_path: Path) -> None:
     listed = lab_pods(tmp_path, "get", "--json")
     assert (listed.returncode, json.loads(listed.stdout)) == (0, [])
-    deleted = lab_pods(tmp_path, "delete", "web", "--no-api")
+    deleted = lab_pods(tmp_path, "delete", "web")
     assert deleted.returncode == 2
     assert "not running" in deleted.stderr
     assert len(deleted.stderr.strip().splitlines()) == 1
-    unnamed = lab_pods(tmp_path, "delete", "--no-api")
+    unnamed = lab_pods(tmp_path, "delete")
     assert unnamed.returncode == 2
     assert "name the pods" in unnamed.stderr
 
@@ -217,13 +227,13 @@ def test_get_and_delete_without_a_running_containerd(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_nginx_pod_runs_as_a_kubelet_runs_it_and_delete_leaves_nothing(
-    lab_containerd: LabContainerd, tmp_path: Path
+    lab_node: LabNode, tmp_path: Path
 ) -> None:
-    lab = lab_containerd.lab
+    lab = lab_node.lab
     rules_before = iptables_rules()
     manifest = renamed(NGINX, "nginx-acceptance", tmp_path / "nginx.yaml")
 
-    applied = lab_pods(lab, "apply", "-f", str(manifest), "--no-api", "--json")
+    applied = lab_pods(lab, "apply", "-f", str(manifest), "--json")
     assert applied.returncode == 0, applied.stderr
     (pod,) = json.loads(applied.stdout)
     uid, ip = pod["uid"], pod["podIP"]
@@ -247,7 +257,7 @@ def test_nginx_pod_runs_as_a_kubelet_runs_it_and_delete_leaves_nothing(
     assert "Welcome to nginx!" in body
 
     # The CRI shows the kubelet's labels (what the agent maps containers with).
-    with CriClient(lab_containerd.socket) as cri:
+    with CriClient(lab_node.socket) as cri:
         (sandbox,) = cri.list_pod_sandboxes({kubelet.POD_UID_LABEL: uid})
         (listed,) = cri.list_containers(sandbox.id)
     assert sandbox.labels == {
@@ -263,7 +273,7 @@ def test_nginx_pod_runs_as_a_kubelet_runs_it_and_delete_leaves_nothing(
     for kind in ("cgroups", "processes", "mounts", "netns", "veths", "cni results"):
         assert running[kind], f"a running pod should show {kind}: the check would be vacuous"
 
-    deleted = lab_pods(lab, "delete", "nginx-acceptance", "--no-api")
+    deleted = lab_pods(lab, "delete", "nginx-acceptance")
     assert deleted.returncode == 0, deleted.stderr
     assert host_traces(lab, uid, [sandbox.id, cid]) == {kind: [] for kind in running}
     assert iptables_rules() == rules_before
@@ -274,40 +284,41 @@ def test_nginx_pod_runs_as_a_kubelet_runs_it_and_delete_leaves_nothing(
 
 @pytest.mark.slow
 def test_busy_loop_is_held_to_its_200m_limit_by_the_kernel(
-    lab_containerd: LabContainerd, tmp_path: Path
+    lab_node: LabNode, tmp_path: Path
 ) -> None:
     manifest = renamed(BUSY_LOOP, "busy-loop-limit", tmp_path / "busy.yaml")
-    (pod,) = kubelet.parse_manifests(manifest.read_text(), str(manifest))
-    with CriClient(lab_containerd.socket) as cri:
-        (view,) = pods.apply([pod], cri, lab_containerd.socket, lab_containerd.lab, say=print)
-        try:
-            (container,) = view.containers
-            path = container.cgroup
-            assert proc_cgroup(container.pid or 0, "cpu") == path
-            assert cgroup_file("cpu", path, "cpu.cfs_quota_us") == "20000"
-            assert cgroup_file("cpu", path, "cpu.shares") == "102"  # 100m requested
-            assert cgroup_file("cpu", view.cgroup_parent, "cpu.cfs_quota_us") == "20000"
+    applied = lab_pods(lab_node.lab, "apply", "-f", str(manifest), "--json")
+    assert applied.returncode == 0, applied.stderr
+    (view,) = json.loads(applied.stdout)
+    try:
+        (container,) = view["containers"]
+        path = container["cgroup"]
+        assert proc_cgroup(container["pid"], "cpu") == path
+        assert cgroup_file("cpu", path, "cpu.cfs_quota_us") == "20000"
+        assert cgroup_file("cpu", path, "cpu.shares") == "102"  # 100m requested
+        assert cgroup_file("cpu", view["cgroupParent"], "cpu.cfs_quota_us") == "20000"
 
-            def reading() -> tuple[dict[str, int], int]:
-                stat = dict(
-                    (key, int(value))
-                    for key, value in (
-                        line.split() for line in cgroup_file("cpu", path, "cpu.stat").splitlines()
-                    )
+        def reading() -> tuple[dict[str, int], int]:
+            stat = dict(
+                (key, int(value))
+                for key, value in (
+                    line.split() for line in cgroup_file("cpu", path, "cpu.stat").splitlines()
                 )
-                return stat, int(cgroup_file("cpuacct", path, "cpuacct.usage"))
+            )
+            return stat, int(cgroup_file("cpuacct", path, "cpuacct.usage"))
 
-            before, usage_before = reading()
-            time.sleep(3)
-            after, usage_after = reading()
-            periods = after["nr_periods"] - before["nr_periods"]
-            throttled = after["nr_throttled"] - before["nr_throttled"]
-            assert periods > 0
-            assert throttled > 0  # the loop wants a core and hits the quota
-            # CFS never grants more than the quota per period (no burst configured).
-            assert usage_after - usage_before <= (periods + 2) * 20_000 * 1000
-        finally:
-            pods.delete(cri, "default", "busy-loop-limit", lab_containerd.lab, say=print)
+        before, usage_before = reading()
+        time.sleep(3)
+        after, usage_after = reading()
+        periods = after["nr_periods"] - before["nr_periods"]
+        throttled = after["nr_throttled"] - before["nr_throttled"]
+        assert periods > 0
+        assert throttled > 0  # the loop wants a core and hits the quota
+        # CFS never grants more than the quota per period (no burst configured).
+        assert usage_after - usage_before <= (periods + 2) * 20_000 * 1000
+    finally:
+        deleted = lab_pods(lab_node.lab, "delete", "busy-loop-limit")
+        assert deleted.returncode == 0, deleted.stderr
 
 
 GUARANTEED = """\
@@ -326,11 +337,25 @@ spec:
 
 @pytest.mark.slow
 def test_guaranteed_pod_sits_under_kubepods_with_its_memory_limit(
-    lab_containerd: LabContainerd, tmp_path: Path
+    lab_node: LabNode, tmp_path: Path
 ) -> None:
-    lab = lab_containerd.lab
+    lab = lab_node.lab
     (tmp_path / "pod.yaml").write_text(GUARANTEED)
-    applied = lab_pods(lab, "apply", "-f", str(tmp_path / "pod.yaml"), "--no-api", "--json")
+    created = subprocess.run(
+        [
+            str(lab_node.kubectl),
+            "--kubeconfig",
+            str(lab_node.kubeconfig),
+            "create",
+            "ns",
+            "lab-tests",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert created.returncode == 0 or "AlreadyExists" in created.stderr, created.stderr
+    applied = lab_pods(lab, "apply", "-f", str(tmp_path / "pod.yaml"), "--json")
     assert applied.returncode == 0, applied.stderr
     (pod,) = json.loads(applied.stdout)
     (container,) = pod["containers"]
@@ -345,27 +370,34 @@ def test_guaranteed_pod_sits_under_kubepods_with_its_memory_limit(
     # The kubelet asks for -997; containerd, told to restrict, keeps it at its own (0 here).
     own = Path("/proc/self/oom_score_adj").read_text().strip()
     assert Path(f"/proc/{container['pid']}/oom_score_adj").read_text().strip() == own
-    again = lab_pods(lab, "apply", "-f", str(tmp_path / "pod.yaml"), "--no-api")
+    again = lab_pods(lab, "apply", "-f", str(tmp_path / "pod.yaml"))
     assert again.returncode == 2
     assert again.stderr.strip().endswith("already exists: delete it first")
-    deleted = lab_pods(lab, "delete", "-f", str(tmp_path / "pod.yaml"), "--no-api")
+    deleted = lab_pods(lab, "delete", "-f", str(tmp_path / "pod.yaml"))
     assert deleted.returncode == 0, deleted.stderr
     assert not list(CGROUP.glob(f"*{pod_cgroup}"))
 
 
 @pytest.mark.slow
-def test_an_image_the_lab_does_not_have_is_refused_before_anything_starts(
-    lab_containerd: LabContainerd, tmp_path: Path
+def test_an_image_the_lab_does_not_have_fails_apply_and_the_pod_is_removed(
+    lab_node: LabNode, tmp_path: Path
 ) -> None:
     manifest = GUARANTEED.replace("localhost/kernel-gossip/busybox:1", "docker.io/library/redis:7")
+    manifest = manifest.replace("namespace: lab-tests", "namespace: default")
     (tmp_path / "pod.yaml").write_text(manifest)
-    result = lab_pods(lab_containerd.lab, "apply", "-f", str(tmp_path / "pod.yaml"), "--no-api")
+    result = lab_pods(lab_node.lab, "apply", "-f", str(tmp_path / "pod.yaml"))
     assert result.returncode == 2
     (line,) = [line for line in result.stderr.splitlines() if "error" in line]
-    assert "image docker.io/library/redis:7 is not in the lab and cannot be pulled" in line
-    assert not (
-        lab_containerd.lab / "pods" / "records" / "lab-tests_guaranteed-sleeper.json"
-    ).exists()
+    assert "ErrImagePull" in line or "ImagePullBackOff" in line
+    assert "image 'docker.io/library/redis:7' is not in the lab and cannot be pulled" in line
+    assert images.IMAGE_TABLE_SUMMARY in line
+    listed = lab_pods(lab_node.lab, "get", "guaranteed-sleeper", "--json")
+    assert listed.returncode == 2  # the pod that could not start was deleted again
+    assert list((lab_node.lab / "pods" / "records").glob("*.json")) == [
+        p
+        for p in (lab_node.lab / "pods" / "records").glob("*.json")
+        if "redis" not in p.read_text()
+    ]
 
 
 @pytest.mark.slow
@@ -385,10 +417,14 @@ def test_stopping_the_lab_containerd_leaves_nothing(
         network = json.loads(where.network_file.read_text())
         manifest = renamed(BUSY_LOOP, "busy-stop", tmp_path / "busy.yaml")
         (pod,) = kubelet.parse_manifests(manifest.read_text(), str(manifest))
-        with CriClient(socket) as cri:
-            (view,) = pods.apply([pod], cri, socket, lab, say=print)
-        ids = [view.sandbox_id, view.containers[0].id]
-        running = host_traces(lab, view.uid, ids)
+        uid = "5f2c9d4e-1b3a-4c8d-9e7f-0a1b2c3d4e5f"
+        with CriClient(socket) as cri:  # what the lab's kubelet does for one pod
+            sandbox = pods.start_sandbox(pod, uid, cri, lab, lab / "pod-logs", 0)
+            (container,) = pod.spec.containers
+            image = pods.pull_image(container.image, cri, socket, print)
+            container_id = pods.start_container(cri, pod, uid, sandbox, container, image, 0, lab)
+        ids = [sandbox.record.sandbox_id or "", container_id]
+        running = host_traces(lab, uid, ids)
         for kind in ("processes", "mounts", "veths", "netns"):
             assert running[kind], f"a running pod should show {kind}"
         if crash:
@@ -401,7 +437,7 @@ def test_stopping_the_lab_containerd_leaves_nothing(
         for p in Path("/proc").iterdir()
         if p.name.isdigit() and str(where.socket).encode() in _cmdline(p)
     ], "a shim of this lab survived"
-    assert host_traces(lab, view.uid, ids) == {kind: [] for kind in running}
+    assert host_traces(lab, uid, ids) == {kind: [] for kind in running}
     mounts = Path("/proc/self/mountinfo").read_text().splitlines()
     assert [line for line in mounts if str(lab) in line] == []
     assert not Path(f"/sys/class/net/{network['bridge']}").exists()
@@ -417,33 +453,44 @@ def _cmdline(proc: Path) -> bytes:
 
 
 @pytest.mark.slow
-def test_pod_objects_follow_the_pods_in_the_lab_api_server(
-    lab_containerd: LabContainerd, lab_api: Any, tmp_path: Path
-) -> None:
-    lab = lab_containerd.lab
-    kubeconfig = str(lab_api.kubeconfig)
+def test_pod_objects_are_what_the_kubelet_runs(lab_node: LabNode, tmp_path: Path) -> None:
+    lab = lab_node.lab
     manifest = renamed(BUSY_LOOP, "busy-api", tmp_path / "busy.yaml")
-    applied = lab_pods(lab, "apply", "-f", str(manifest), "--kubeconfig", kubeconfig, "--json")
+    applied = lab_pods(lab, "apply", "-f", str(manifest), "--json")
     assert applied.returncode == 0, applied.stderr
     (pod,) = json.loads(applied.stdout)
     try:
-        stored = lab_api.expect(200, "GET", "/api/v1/namespaces/default/pods/busy-api")
+        kubectl = [str(lab_node.kubectl), "--kubeconfig", str(lab_node.kubeconfig)]
+        got = subprocess.run(
+            [*kubectl, "get", "pod", "busy-api", "-o", "json"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        stored = json.loads(got.stdout)
         # The API server gave the uid, and the pod's cgroup and CRI labels carry it.
         assert stored["metadata"]["uid"] == pod["uid"]
         assert pod["cgroupParent"] == f"/kubepods/burstable/pod{pod['uid']}"
         assert Path(CGROUP / "cpu" / pod["cgroupParent"].lstrip("/")).is_dir()
+        with CriClient(lab_node.socket) as cri:
+            (sandbox,) = cri.list_pod_sandboxes({kubelet.POD_UID_LABEL: pod["uid"]})
+            (listed,) = cri.list_containers(sandbox.id)
+            detail = cri.pod_sandbox_status(sandbox.id)
         status = stored["status"]
         assert (status["phase"], status["podIP"], status["qosClass"]) == (
             "Running",
-            pod["podIP"],
+            detail.ip,
             "Burstable",
         )
         (container,) = status["containerStatuses"]
-        assert container["containerID"] == f"containerd://{pod['containers'][0]['containerID']}"
+        assert container["containerID"] == f"containerd://{listed.id}"
+        assert pod["containers"][0]["containerID"] == listed.id
         assert container["ready"] is True
         spec = stored["spec"]["containers"][0]
         assert spec["resources"] == {"limits": {"cpu": "200m"}, "requests": {"cpu": "100m"}}
     finally:
-        deleted = lab_pods(lab, "delete", "busy-api", "--kubeconfig", kubeconfig)
+        deleted = lab_pods(lab, "delete", "busy-api")
     assert deleted.returncode == 0, deleted.stderr
-    assert lab_api.request("GET", "/api/v1/namespaces/default/pods/busy-api").status == 404
+    gone = lab_pods(lab, "get", "busy-api")
+    assert gone.returncode == 2
+    assert "no pod busy-api" in gone.stderr

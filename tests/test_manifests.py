@@ -2,10 +2,12 @@
 that runs in them (the CLI's arguments, the lab's pod model and images, the API calls the
 RBAC must allow) and against what the issue asks of them (security, mounts, demo)."""
 
+import json
 import re
 from pathlib import Path
 from typing import Any
 
+import jsonpatch
 import kubernetes_validate
 import pytest
 import yaml
@@ -186,8 +188,16 @@ def test_operator_service_and_probes_use_port_8080_and_healthz() -> None:
 
 # --- the agent ------------------------------------------------------------------------
 
-AGENT_HOST_PATHS = {"/sys", "/sys/kernel/tracing", "/sys/kernel/debug", "/lib/modules", "/usr/src"}
-CRI_SOCKET = "/run/containerd/containerd.sock"
+CONTAINERD_BUNDLES = "/run/containerd/io.containerd.runtime.v2.task"
+AGENT_HOST_PATHS = {
+    "/sys",
+    "/sys/kernel/tracing",
+    "/sys/kernel/debug",
+    "/lib/modules",
+    "/usr/src",
+    CONTAINERD_BUNDLES,
+}
+SPOOL_HOST_PATH = "/var/lib/kernel-gossip"
 
 
 def agent_args() -> Any:
@@ -215,29 +225,31 @@ def test_agent_mounts_the_hosts_kernel_interfaces_read_only() -> None:
     for mount in container(daemonset)["volumeMounts"]:
         host_path = volumes[mount["name"]].get("hostPath")
         if host_path is not None:
-            # a socket is written to, to talk: the only host path mounted writable
-            assert mount.get("readOnly", False) is (host_path["path"] != CRI_SOCKET), mount
+            # the spool is the only writable host path; no CRI socket (root on the node)
+            writable = host_path["path"] == SPOOL_HOST_PATH
+            assert mount.get("readOnly", False) is not writable, mount
             host_mounts[host_path["path"]] = mount["mountPath"]
-    assert host_mounts == {path: path for path in AGENT_HOST_PATHS | {CRI_SOCKET}}
+    assert host_mounts == {path: path for path in AGENT_HOST_PATHS | {SPOOL_HOST_PATH}}
 
 
 def test_agent_command_line_is_one_the_cli_accepts() -> None:
     args = agent_args()
     assert args.command == "agent"
-    assert str(args.cri_socket) == CRI_SOCKET
+    assert str(args.bundle_dir) == f"{CONTAINERD_BUNDLES}/k8s.io"  # pods without the socket
     assert args.node == "$(NODE_NAME)"  # the kubelet expands it from the downward API
     env = container(the("DaemonSet", "kernel-gossip-agent"))["env"]
     assert {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}} in env
 
 
 def test_agent_writes_only_to_its_volumes() -> None:
-    """Read-only root: the spool and /tmp are emptyDirs."""
+    """Read-only root: /tmp is an emptyDir; the spool is on the node (a hostPath), so it
+    outlives the pod: a rollout during an operator outage replays it."""
     daemonset = the("DaemonSet", "kernel-gossip-agent")
     volumes = {v["name"]: v for v in daemonset["spec"]["template"]["spec"]["volumes"]}
     mounts = {m["mountPath"]: volumes[m["name"]] for m in container(daemonset)["volumeMounts"]}
     spool = agent_args().spool_dir
     (holder,) = [path for path in mounts if spool.is_relative_to(path)]
-    assert "emptyDir" in mounts[holder]
+    assert mounts[holder]["hostPath"] == {"path": SPOOL_HOST_PATH, "type": "DirectoryOrCreate"}
     assert "emptyDir" in mounts["/tmp"]
 
 
@@ -246,7 +258,8 @@ def test_agent_health_probe_is_its_metrics_server() -> None:
     host, _, port = agent_args().metrics_address.rpartition(":")
     assert host == "0.0.0.0"  # the kubelet probes the pod's IP
     assert agent["ports"] == [{"name": "metrics", "containerPort": int(port)}]
-    assert agent["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    for probe in ("readinessProbe", "livenessProbe"):  # 503 without the CRI, too
+        assert agent[probe]["httpGet"] == {"path": "/healthz", "port": "metrics"}
 
 
 def test_agent_reaches_the_operators_service_with_the_secrets_token() -> None:
@@ -266,7 +279,8 @@ def test_kind_node_gets_the_hosts_kernel_interfaces() -> None:
     config = yaml.safe_load((REPO / "lab" / "kind" / "cluster.yaml").read_text())
     (node,) = config["nodes"]
     mounts = {m["hostPath"]: m["containerPath"] for m in node["extraMounts"]}
-    wanted = AGENT_HOST_PATHS - {"/sys"}  # a kind node has the host's /sys already
+    # a kind node has the host's /sys already, and its containerd (bundles) is its own
+    wanted = AGENT_HOST_PATHS - {"/sys", CONTAINERD_BUNDLES}
     assert mounts == {path: path for path in wanted}
 
 
@@ -293,12 +307,11 @@ def test_demo_is_the_talks_nginx_and_a_cpu_bound_load() -> None:
 
 @pytest.mark.parametrize("name", role_defaults("demo")["demo_pods"])
 def test_demo_pod_runs_in_the_lab_with_the_labs_images(name: str) -> None:
-    """What the playbook's local provider hands to `kernel-gossip lab pods apply`."""
-    lab_images = role_defaults("demo")["demo_lab_images"]
-    assert set(lab_images.values()) <= {image.ref for image in images.ALL_IMAGES}
+    """The manifests every provider applies: the lab's kubelet runs them as they are, each
+    image resolved through its table to an image it builds."""
     manifest = documents(MANIFESTS / "demo" / f"{name}.yaml")[0]
     for entry in manifest["spec"]["containers"]:
-        entry["image"] = lab_images[entry["image"]]
+        assert images.resolve(entry["image"]) in images.ALL_IMAGES, entry["image"]
     pod = Pod.model_validate(manifest)
     assert pod.metadata.namespace == "kernel-gossip"
 
@@ -319,6 +332,7 @@ OPERATOR_USES: dict[Permission, str | tuple[str, ...]] = {
     ("apiextensions.k8s.io", "customresourcedefinitions", "watch"): r"await kopf\.operator\(",
     ("", "pods", "get"): r'core_path\(namespace, "pods", name\)',
     ("", "events", "create"): r'core_path\(namespace, "events"\)',
+    ("", "events", "update"): r'client\.replace\(core_path\(namespace, "events", name\)',
     ("metrics.k8s.io", "pods", "get"): r'group_path\(METRICS_API, namespace, "pods", pod_name\)',
     (
         "apps",
@@ -444,3 +458,37 @@ def test_agent_holds_no_api_permission_and_no_api_token() -> None:
     pod = the("DaemonSet", "kernel-gossip-agent")["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "kernel-gossip-agent"
     assert pod["automountServiceAccountToken"] is False
+
+
+def with_tls(workload: Doc) -> Doc:
+    """The workload as the optional `tls` component patches it (JSON 6902, as kustomize)."""
+    component = yaml.safe_load((MANIFESTS / "tls" / "kustomization.yaml").read_text())
+    (patch,) = [
+        p["patch"]
+        for p in component["patches"]
+        if (p["target"]["kind"], p["target"]["name"])
+        == (workload["kind"], workload["metadata"]["name"])
+    ]
+    patched: Doc = jsonpatch.apply_patch(workload, yaml.safe_load(patch))
+    return patched
+
+
+def test_the_tls_component_serves_https_and_agents_trust_its_ca() -> None:
+    operator = with_tls(the("Deployment", "kernel-gossip-operator"))
+    agent = with_tls(the("DaemonSet", "kernel-gossip-agent"))
+    for workload in (operator, agent):
+        kubernetes_validate.validate(workload, KUBERNETES_VERSION, strict=True)
+    served = container(operator)
+    args = build_parser().parse_args(served["command"][1:] + served["args"])
+    assert secret_file(operator, str(args.tls_cert_file)) == (
+        "kernel-gossip-webhook-tls",
+        "tls.crt",
+    )
+    assert secret_file(operator, str(args.tls_key_file)) == ("kernel-gossip-webhook-tls", "tls.key")
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert served[probe]["httpGet"]["scheme"] == "HTTPS"
+    posting = container(agent)
+    agent_parsed = build_parser().parse_args(posting["command"][1:] + posting["args"])
+    assert agent_parsed.operator_url == "https://kernel-gossip-operator.kernel-gossip.svc:8080"
+    assert secret_file(agent, str(agent_parsed.ca_file)) == ("kernel-gossip-webhook-tls", "ca.crt")
+    assert "tls.key" not in json.dumps(agent)  # the agents get the CA, never the key

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from operator_harness import (
     KERNEL_GOSSIP,
     Operator,
@@ -22,6 +22,8 @@ from operator_harness import (
 )
 from signal_strategies import (
     BIRTH,
+    LARGEST_PERCENT_OF_LIMIT,
+    SUBNORMAL_LIMIT,
     TALK_CURL_BODY,
     THROTTLE_FULL,
     BadRequest,
@@ -29,8 +31,8 @@ from signal_strategies import (
     throttle_signals,
 )
 
-from kernel_gossip.analysis import Thresholds, severity
 from kernel_gossip.lab.apiserver import LabApi
+from kernel_gossip.operator.naming import whisper_name
 
 pytestmark = pytest.mark.slow
 
@@ -40,6 +42,11 @@ T1 = datetime(2025, 8, 25, 11, 0, tzinfo=UTC)
 
 def stamp(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
+
+
+def kw_of(pod: str, own: str = "kernel-gossip", namespace: str = THROTTLE_FULL["namespace"]) -> str:
+    """The KernelWhisper name of a THROTTLE_FULL signal (namespace shop) for `pod`."""
+    return whisper_name(own, namespace, pod)
 
 
 def throttle(pod: str, moment: datetime, **changes: Any) -> str:
@@ -89,17 +96,13 @@ def ensure_namespace(api: LabApi, name: str) -> None:
 
 def test_the_talk_curl_payload_becomes_live_demo_kw(operator: Operator, lab_api: LabApi) -> None:
     delete_resource(lab_api, "kernel-gossip", KW, "live-demo-kw")
-    sent = time.monotonic()
     reply = operator.post(TALK_CURL_BODY)
     whisper = get_resource(lab_api, "kernel-gossip", KW, "live-demo-kw")
-    elapsed = time.monotonic() - sent
     assert reply.status == 202, reply.body
     assert reply.json() == {"status": "accepted", "name": "live-demo-kw"}
     assert whisper is not None
     assert whisper["spec"]["kernelTruth"]["throttledPercent"] == 78.5
     assert whisper["status"]["recommendations"], whisper["status"]
-    assert elapsed < 2.0, f"{elapsed:.3f} s from the POST to the resource read back"
-    print(f"talk payload -> live-demo-kw with status in {elapsed * 1000:.0f} ms")
 
     spec, status = whisper["spec"], whisper["status"]
     assert (spec["podName"], spec["podNamespace"], spec["containerName"]) == (
@@ -109,7 +112,7 @@ def test_the_talk_curl_payload_becomes_live_demo_kw(operator: Operator, lab_api:
     )
     assert spec["kernelTruth"]["cpuUsageCores"] == 1.5
     assert spec["reportedCpuUsageCores"] == 0.6
-    assert status["severity"] == severity(78.5, Thresholds()) == "critical"
+    assert status["severity"] == "critical"  # 78.5% of periods: critical from 50%
     # The lab serves no metrics.k8s.io, so the reported figure must be the payload's.
     metrics_api = "/apis/metrics.k8s.io/v1beta1/namespaces/kernel-gossip/pods/live-demo"
     assert lab_api.request("GET", metrics_api).status == 404
@@ -163,13 +166,9 @@ def test_200_distinct_bad_inputs_are_refused_and_write_nothing(
     hook = Operator(lab_api, namespace, workdir).start()
     seen: dict[tuple[str, bytes], int] = {}
 
-    @settings(
-        max_examples=500,
-        database=None,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-    )
+    @settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
     @given(bad_requests)
+    @example(SUBNORMAL_LIMIT)
     def post(bad: BadRequest) -> None:
         reply = hook.post(bad.body, content_type=bad.content_type)
         assert 400 <= reply.status < 500, (bad.why, reply.status, reply.body[:300])
@@ -198,7 +197,7 @@ def test_200_distinct_bad_inputs_are_refused_and_write_nothing(
 
 
 def test_any_valid_signal_is_written_as_sent(operator: Operator, lab_api: LabApi) -> None:
-    """Odd but valid signals (248-character names, int64 counters, year 8999) are written,
+    """Odd but valid signals (253-character names, int64 counters, year 8999) are written,
     never refused or answered with a 5xx, and read back figure for figure."""
     figures = {
         "throttle_percentage": "throttledPercent",
@@ -214,15 +213,14 @@ def test_any_valid_signal_is_written_as_sent(operator: Operator, lab_api: LabApi
         "pod_uid": "podUid",
     }
 
-    @settings(
-        max_examples=40, database=None, deadline=None, suppress_health_check=list(HealthCheck)
-    )
+    @settings(max_examples=40, suppress_health_check=[HealthCheck.too_slow])
     @given(throttle_signals())
+    @example(LARGEST_PERCENT_OF_LIMIT)
     def post(document: dict[str, Any]) -> None:
         reply = operator.post(json.dumps(document))
         assert reply.status == 202, reply.body
         name = reply.json()["name"]
-        assert name == f"{document['pod_name']}-kw"
+        assert name == whisper_name("kernel-gossip", document["namespace"], document["pod_name"])
         whisper = get_resource(lab_api, "kernel-gossip", KW, name)
         assert whisper is not None
         truth = whisper["spec"]["kernelTruth"]
@@ -239,7 +237,7 @@ def test_any_valid_signal_is_written_as_sent(operator: Operator, lab_api: LabApi
 
 def test_without_the_token_401_and_nothing_written(operator: Operator, lab_api: LabApi) -> None:
     body = throttle("no-token-demo", T1)
-    delete_resource(lab_api, "kernel-gossip", KW, "no-token-demo-kw")
+    delete_resource(lab_api, "kernel-gossip", KW, kw_of("no-token-demo"))
     for reply in (
         operator.post(body, authorize=False),
         operator.post(body, token="wrong-token"),
@@ -247,21 +245,23 @@ def test_without_the_token_401_and_nothing_written(operator: Operator, lab_api: 
     ):
         assert reply.status == 401, reply.body
         assert "Bearer" in reply.json()["error"]
-    assert get_resource(lab_api, "kernel-gossip", KW, "no-token-demo-kw") is None
+    assert get_resource(lab_api, "kernel-gossip", KW, kw_of("no-token-demo")) is None
 
 
 def test_same_signal_twice_is_one_resource_updated(operator: Operator, lab_api: LabApi) -> None:
-    delete_resource(lab_api, "kernel-gossip", KW, "twice-demo-kw")
+    delete_resource(lab_api, "kernel-gossip", KW, kw_of("twice-demo"))
     body = throttle("twice-demo", T1)
     assert operator.post(body).status == 202
-    first = get_resource(lab_api, "kernel-gossip", KW, "twice-demo-kw")
+    first = get_resource(lab_api, "kernel-gossip", KW, kw_of("twice-demo"))
     assert operator.post(body).status == 202
-    second = get_resource(lab_api, "kernel-gossip", KW, "twice-demo-kw")
+    second = get_resource(lab_api, "kernel-gossip", KW, kw_of("twice-demo"))
     assert first is not None
     assert second is not None
     assert second["metadata"]["uid"] == first["metadata"]["uid"]
     assert second["metadata"]["resourceVersion"] != first["metadata"]["resourceVersion"]
-    assert second["status"]["updatedAt"] > first["status"]["updatedAt"]
+    # As instants: "...05Z" sorts after "...05.1Z" as text.
+    updated = [datetime.fromisoformat(r["status"]["updatedAt"]) for r in (first, second)]
+    assert updated[1] > updated[0]
     assert len(second["status"]["history"]) == 1  # a replayed reading is the same reading
     named = [
         item
@@ -274,7 +274,7 @@ def test_same_signal_twice_is_one_resource_updated(operator: Operator, lab_api: 
         "twice-demo", T1 + timedelta(minutes=1), throttle_percentage=60.0, nr_throttled=90
     )
     assert operator.post(later).status == 202
-    third = get_resource(lab_api, "kernel-gossip", KW, "twice-demo-kw")
+    third = get_resource(lab_api, "kernel-gossip", KW, kw_of("twice-demo"))
     assert third is not None
     assert third["spec"]["kernelTruth"]["throttledPercent"] == 60.0
     assert [r["throttledPercent"] for r in third["status"]["history"]] == [40.0, 60.0]
@@ -291,7 +291,7 @@ def test_restart_between_two_signals_keeps_both(lab_api: LabApi, workdir: Path) 
             "restart-demo", T1 + timedelta(minutes=5), throttle_percentage=60.0, nr_throttled=90
         )
         assert hook.post(later).status == 202
-        whisper = get_resource(lab_api, namespace, KW, "restart-demo-kw")
+        whisper = get_resource(lab_api, namespace, KW, kw_of("restart-demo", namespace))
         assert whisper is not None
         assert whisper["spec"]["observedAt"] == stamp(T1 + timedelta(minutes=5))
         assert [(r["observedAt"], r["throttledPercent"]) for r in whisper["status"]["history"]] == [
@@ -318,7 +318,7 @@ def test_two_operators_writing_one_resource_lose_no_reading(lab_api: LabApi, wor
                 pool.map(lambda i: (first, second)[i % 2].post(bodies[i]), range(len(bodies)))
             )
         assert [r.status for r in replies] == [202] * 10, [r.body for r in replies]
-        whisper = get_resource(lab_api, namespace, KW, "busy-demo-kw")
+        whisper = get_resource(lab_api, namespace, KW, kw_of("busy-demo", namespace))
         assert whisper is not None
         history = [r["observedAt"] for r in whisper["status"]["history"]]
         assert history == [stamp(T1 + timedelta(seconds=i)) for i in range(10)]
@@ -348,13 +348,13 @@ def test_events_on_an_existing_pod_and_its_limit_used(operator: Operator, lab_ap
     created = lab_api.request("POST", "/api/v1/namespaces/shop/pods", pod)
     assert created.status in (201, 409), created.text
     uid = lab_api.expect(200, "GET", "/api/v1/namespaces/shop/pods/checkout-1")["metadata"]["uid"]
-    signal = json.loads(throttle("checkout-1", T1))
+    signal = json.loads(throttle("checkout-1", T1, pod_uid=uid))  # the pod's own UID
     del signal["cpu_limit_cores"]  # so the pod spec's limit is the one used
     assert operator.post(json.dumps(signal | {"namespace": "shop"})).status == 202
     birth = BIRTH | {"pod_name": "checkout-1", "namespace": "shop", "pod_uid": uid}
     assert operator.post(json.dumps(birth)).status == 202
 
-    whisper = get_resource(lab_api, "kernel-gossip", KW, "checkout-1-kw")
+    whisper = get_resource(lab_api, "kernel-gossip", KW, kw_of("checkout-1"))
     assert whisper is not None
     usage = whisper["status"]["reportedUsage"]
     assert usage["percentOfLimit"] == pytest.approx(100 * 0.31 / 0.5)
@@ -442,24 +442,43 @@ def test_hand_written_birth_certificate_is_summarised_by_kopf(
     ), operator.output()[-3000:]
 
 
-def test_pods_of_one_name_in_two_namespaces_conflict(operator: Operator, lab_api: LabApi) -> None:
-    delete_resource(lab_api, "kernel-gossip", KW, "twin-kw")
-    assert operator.post(throttle("twin", T1)).status == 202
-    reply = operator.post(throttle("twin", T1, namespace="other"))
-    assert reply.status == 409
-    assert "namespace shop" in reply.json()["error"]
+def test_pods_of_one_name_in_two_namespaces_get_two_resources(
+    operator: Operator, lab_api: LabApi
+) -> None:
+    """Unique per (namespace, pod): the own namespace's pod keeps `<pod>-kw` (the talk's
+    names), another namespace's is `<namespace>.<pod>-kw`; neither is lost."""
+    for name in ("twin-kw", "other.twin-kw"):
+        delete_resource(lab_api, "kernel-gossip", KW, name)
+    own = operator.post(throttle("twin", T1, namespace="kernel-gossip"))
+    other = operator.post(throttle("twin", T1, namespace="other"))
+    assert (own.status, other.status) == (202, 202), (own.body, other.body)
+    assert own.json()["name"] == "twin-kw"
+    assert other.json()["name"] == "other.twin-kw"
+    for name, namespace in (("twin-kw", "kernel-gossip"), ("other.twin-kw", "other")):
+        whisper = get_resource(lab_api, "kernel-gossip", KW, name)
+        assert whisper is not None
+        assert whisper["spec"]["podNamespace"] == namespace
 
 
-def test_metrics_count_and_time_the_writes(operator: Operator) -> None:
-    assert operator.post(throttle("metrics-demo", T1)).status == 202
-    metrics = operator.get("/metrics").body.decode()
-    lines = dict(line.rsplit(" ", 1) for line in metrics.splitlines() if not line.startswith("#"))
-    assert float(lines['kernel_gossip_webhook_events_accepted_total{type="cpu_throttle"}']) >= 1
-    assert float(lines['kernel_gossip_signal_to_cr_seconds_count{type="cpu_throttle"}']) >= 1
-    assert (
-        float(lines['kernel_gossip_cr_writes_total{kind="KernelWhisper",operation="created"}']) >= 1
+def test_metrics_count_and_time_the_writes(operator: Operator, lab_api: LabApi) -> None:
+    """One new signal moves each counter by exactly one."""
+    counters = (
+        'kernel_gossip_webhook_events_accepted_total{type="cpu_throttle"}',
+        'kernel_gossip_signal_to_cr_seconds_count{type="cpu_throttle"}',
+        'kernel_gossip_cr_writes_total{kind="KernelWhisper",operation="created"}',
+        "kernel_gossip_webhook_events_received_total",
     )
-    assert float(lines["kernel_gossip_webhook_events_received_total"]) >= 1
+
+    def read() -> dict[str, float]:
+        text = operator.get("/metrics").body.decode()
+        lines = dict(line.rsplit(" ", 1) for line in text.splitlines() if line[:1] != "#")
+        return {name: float(lines.get(name, 0)) for name in counters}
+
+    delete_resource(lab_api, "kernel-gossip", KW, "metrics-demo-kw")
+    before = read()
+    assert operator.post(throttle("metrics-demo", T1)).status == 202
+    after = read()
+    assert {name: after[name] - before[name] for name in counters} == dict.fromkeys(counters, 1.0)
     assert operator.get("/healthz").json() == {"status": "ok"}
     unknown = operator.get("/nope")
     assert unknown.status == 404

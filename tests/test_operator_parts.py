@@ -92,6 +92,58 @@ def test_autoscaler_matches_the_scale_target() -> None:
     assert autoscaler_for([other], [("Deployment", "web")]) is None
 
 
+def test_autoscaler_reads_the_hpas_own_cpu_figures() -> None:
+    """autoscaling/v2 as the API serves it: the target in spec.metrics, the reading in
+    status.currentMetrics."""
+    cpu = {"type": "Resource", "resource": {"name": "cpu"}}
+    memory = {"type": "Resource", "resource": {"name": "memory"}}
+    hpa = {
+        "metadata": {"name": "web"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "minReplicas": 1,
+            "maxReplicas": 10,
+            "metrics": [
+                {
+                    **memory,
+                    "resource": {
+                        "name": "memory",
+                        "target": {"type": "Utilization", "averageUtilization": 70},
+                    },
+                },
+                {
+                    **cpu,
+                    "resource": {
+                        "name": "cpu",
+                        "target": {"type": "Utilization", "averageUtilization": 80},
+                    },
+                },
+            ],
+        },
+        "status": {
+            "currentReplicas": 2,
+            "desiredReplicas": 2,
+            "currentMetrics": [
+                {
+                    **cpu,
+                    "resource": {
+                        "name": "cpu",
+                        "current": {"averageUtilization": 41, "averageValue": "41m"},
+                    },
+                },
+            ],
+        },
+    }
+    found = autoscaler_for([hpa], [("Deployment", "web")])
+    assert found == ScaledWorkload(
+        "Deployment", "web", "web", 2, 10, cpu_utilization_percent=41, cpu_target_percent=80
+    )
+    unknown = {**hpa, "status": {"currentReplicas": 2, "currentMetrics": [{"type": ""}]}}
+    found = autoscaler_for([unknown], [("Deployment", "web")])
+    assert found is not None
+    assert (found.cpu_utilization_percent, found.cpu_target_percent) == (None, 80)
+
+
 def test_event_is_about_the_pod() -> None:
     event = pod_event(POD, "KernelThrottling", "x" * 5000, warning=True)
     assert event["involvedObject"] == {
@@ -166,4 +218,21 @@ def test_api_refusals_blame_the_right_side() -> None:
 
 @given(st.text(max_size=50))
 def test_bearer_never_raises(header: str) -> None:
-    bearer_matches(header, "token")
+    """Any header gets an answer, and a yes only where the token itself was sent."""
+    matched = bearer_matches(header, "token")
+    assert isinstance(matched, bool)
+    assert not matched or "token" in header
+
+
+@given(
+    st.sampled_from(["Bearer", "bearer", "BEARER", "Basic", "Token", ""])
+    | st.text(st.characters(blacklist_characters=" "), max_size=10),
+    st.just("token") | st.text(max_size=20),
+    st.sampled_from(["", " ", "\t "]),
+)
+def test_bearer_is_the_scheme_in_any_case_and_the_exact_token(
+    scheme: str, token: str, padding: str
+) -> None:
+    header = f"{scheme} {padding}{token}{padding}"
+    expected = scheme.lower() == "bearer" and token.strip() == "token"
+    assert bearer_matches(header, "token") is expected

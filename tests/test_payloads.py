@@ -1,7 +1,9 @@
 """The webhook payload models: the talk's body, every figure mapped, every bad body refused."""
 
+import ast
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -65,6 +67,14 @@ def test_every_throttle_figure_reaches_kernel_truth() -> None:
     assert {k: truth[k] for k in expected} == expected
 
 
+def test_the_container_it_names_reaches_kernel_truth() -> None:
+    named = {"cgroup_path": "/kubepods/pod1/abc", "container_id": "abc", "runtime": "containerd"}
+    signal = parse_signal(json.dumps({**THROTTLE_FULL, **named}))
+    assert isinstance(signal, CpuThrottlePayload)
+    truth = kernel_truth(signal)
+    assert (truth.cgroup_path, truth.container_id, truth.runtime) == tuple(named.values())
+
+
 def test_the_optional_throttle_figures_are_the_observe_figures() -> None:
     """The agent sends what `observe` measured: each observe figure has a payload field."""
     observe_fields = set(ContainerCpuTruth.model_fields) - {
@@ -83,6 +93,10 @@ def test_birth_payload_maps_every_figure() -> None:
     assert isinstance(signal, PodCreationPayload)
     spec = birth_certificate_spec(signal)
     start = datetime(2025, 8, 25, 10, 30, tzinfo=UTC)
+    assert spec.node is None
+    noded = parse_signal(json.dumps({**BIRTH, "node": "worker-1"}))
+    assert isinstance(noded, PodCreationPayload)
+    assert birth_certificate_spec(noded).node == "worker-1"
     assert spec.pod_name == BIRTH["pod_name"]
     assert spec.pod_namespace == BIRTH["namespace"]
     assert spec.pod_uid == BIRTH["pod_uid"]
@@ -138,6 +152,8 @@ def test_every_bad_body_is_refused(bad: BadRequest) -> None:
         ("namespace", "a" * 64),
         ("throttle_percentage", 100.0001),
         ("actual_cpu_usage", -0.001),
+        ("cpu_limit_cores", 2.2e-313),
+        ("cpu_limit_cores", 0.0),
         ("period_seconds", 0),
         ("nr_throttled", 151),
         ("runqueue_latency_p50_us", 6000.0),
@@ -221,3 +237,33 @@ def test_generated_valid_signals_validate_and_map(document: dict[str, Any]) -> N
     truth = kernel_truth(signal)
     assert truth.throttled_percent == document["throttle_percentage"]
     assert truth.nr_periods == document.get("nr_periods")
+
+
+def _is_false(keyword: ast.keyword, name: str) -> bool:
+    return (
+        keyword.arg == name and isinstance(keyword.value, ast.Constant) and not keyword.value.value
+    )
+
+
+def test_every_json_write_refuses_non_finite_numbers() -> None:
+    """json.dumps writes NaN and Infinity, which no JSON parser (nor the API server) takes:
+    every call in kernel_gossip passes allow_nan=False, so such a figure raises instead."""
+    package = Path(__file__).resolve().parent.parent / "kernel_gossip"
+    careless = []
+    for source in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "dumps"
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "json"
+                and not any(
+                    k.arg == "allow_nan"
+                    and isinstance(k.value, ast.Constant)
+                    and k.value.value is False
+                    for k in node.keywords
+                )
+            ):
+                careless.append(f"{source.relative_to(package)}:{node.lineno}")
+    assert careless == []

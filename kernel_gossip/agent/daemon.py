@@ -12,15 +12,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
 
 from kernel_gossip.agent.delivery import AgentMetrics, Delivery
 from kernel_gossip.agent.directory import PodDirectory
 from kernel_gossip.agent.signals import ThrottleTracker, pod_creation_payload, throttle_payload
-from kernel_gossip.agent.spool import Spool
+from kernel_gossip.agent.spool import Spool, SpoolWriteError
 from kernel_gossip.birthprobe import BirthWatch
 from kernel_gossip.births import PodBirth
 from kernel_gossip.cgroupfs import CgroupFs
@@ -29,6 +31,7 @@ from kernel_gossip.errors import UserError
 from kernel_gossip.observe import REFRESH_SECONDS, Observation, container_cgroups
 from kernel_gossip.payloads import CpuThrottlePayload, PodCreationPayload
 from kernel_gossip.runqueue import KeyMode, RunqueueProbe
+from kernel_gossip.tokens import TokenFile
 
 log = logging.getLogger("kernel_gossip.agent")
 
@@ -38,12 +41,13 @@ BIRTH_RETENTION_SECONDS = 600.0
 """How long after its report a pod's later container births still refine its certificate."""
 BIRTH_MAPPING_ATTEMPTS = 20
 """Settle periods to wait for the runtime to list a pod before giving up on its birth."""
+HANDLER_TIMEOUT_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
 class AgentConfig:
     operator_url: str
-    token: str | None
+    token: TokenFile | None
     interval: float
     node: str
     spool_dir: Path
@@ -52,6 +56,7 @@ class AgentConfig:
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9101
     spool_capacity: int = 10_000
+    ca_file: Path | None = None
 
 
 @dataclass
@@ -77,7 +82,9 @@ class Agent:
         self.directory = directory
         self.metrics = AgentMetrics()
         self.spool = Spool(config.spool_dir, config.spool_capacity)
-        self.delivery = Delivery(self.spool, config.operator_url, config.token, self.metrics)
+        self.delivery = Delivery(
+            self.spool, config.operator_url, config.token, self.metrics, ca_file=config.ca_file
+        )
         self.health = Health()
         self.stop = threading.Event()
         self.failed = False  # a loop died: the CLI exits non-zero
@@ -91,10 +98,29 @@ class Agent:
         host, port = self.server.server_address[:2]
         return f"http://{host!s}:{port}"
 
-    def send(self, payload: CpuThrottlePayload | PodCreationPayload) -> None:
-        self.spool.put(payload.model_dump_json().encode())
-        self.metrics.signals.labels(type=payload.type).inc()
+    def send(self, kind: str, build: Callable[[], CpuThrottlePayload | PodCreationPayload]) -> bool:
+        """Build, validate and spool one signal. A signal that will not validate (a name
+        the webhook would refuse) or cannot be spooled (disk full) is counted and logged;
+        it never stops measuring."""
+        try:
+            payload = build()
+        except ValidationError as error:
+            self.metrics.invalid.labels(type=kind).inc()
+            problem = error.errors(include_url=False)[0]
+            where = ".".join(str(part) for part in problem["loc"])
+            log.warning(
+                "a %s signal does not validate (%s: %s): not sent", kind, where, problem["msg"]
+            )
+            return False
+        try:
+            self.spool.put(payload.model_dump_json().encode())
+        except SpoolWriteError as error:
+            self.metrics.spool_write_failed.labels(error=error.errno_name).inc()
+            log.warning("%s; the signal is dropped", error)
+            return False
+        self.metrics.signals.labels(type=kind).inc()
         self.delivery.wake.set()
+        return True
 
     def observe_loop(self) -> None:
         """Window after window: every container's CPU truth, signals for the throttled."""
@@ -109,22 +135,25 @@ class Agent:
             probe.close()
 
     def _one_window(self, probe: RunqueueProbe, tracker: ThrottleTracker) -> None:
+        self.directory.check()
         targets = container_cgroups(self.fs)
         if not targets:
             self.stop.wait(self.config.interval)
             return
-        with Observation(self.fs, targets, probe) as observation:
-            observation.begin()
-            deadline = time.monotonic() + self.config.interval
-            while (left := deadline - time.monotonic()) > 0 and not self.stop.is_set():
-                self.stop.wait(min(REFRESH_SECONDS, left))
-                if mode_needs_refresh(probe.mode):
-                    observation.refresh()
-            try:
+        # A container may leave at any point of the window, even between its discovery
+        # and the first read: that window is skipped and the next one measures again.
+        try:
+            with Observation(self.fs, targets, probe) as observation:
+                observation.begin()
+                deadline = time.monotonic() + self.config.interval
+                while (left := deadline - time.monotonic()) > 0 and not self.stop.is_set():
+                    self.stop.wait(min(REFRESH_SECONDS, left))
+                    if mode_needs_refresh(probe.mode):
+                        observation.refresh()
                 report = observation.end()
-            except UserError as error:  # a container left mid-window: measure again
-                log.info("window skipped: %s", error)
-                return
+        except UserError as error:
+            log.info("window skipped: %s", error)
+            return
         self.metrics.windows.inc()
         observed_at = datetime.now(UTC)
         tracker.forget_all_but(c.container_id or "" for c in report.containers)
@@ -138,7 +167,15 @@ class Agent:
                 self.metrics.unmapped.labels(type="cpu_throttle").inc()
                 continue
             self.send(
-                throttle_payload(truth, pod, self.config.node, observed_at, report.window_seconds)
+                "cpu_throttle",
+                partial(
+                    throttle_payload,
+                    truth,
+                    pod,
+                    self.config.node,
+                    observed_at,
+                    report.window_seconds,
+                ),
             )
 
     def births_loop(self) -> None:
@@ -168,22 +205,30 @@ class Agent:
         pod = self.directory.pod(birth.pod_uid)
         if pod is None:
             return False
-        self.send(pod_creation_payload(birth, pod.pod_name, pod.namespace, self.config.node))
+        self.send(
+            "pod_creation",
+            partial(pod_creation_payload, birth, pod.pod_name, pod.namespace, self.config.node),
+        )
         return True
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         agent = self
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = HANDLER_TIMEOUT_SECONDS  # an idle or slow client frees its thread
+
             def do_GET(self) -> None:
                 if self.path == "/metrics":
                     self._reply(200, CONTENT_TYPE_LATEST, generate_latest(agent.metrics.registry))
                 elif self.path == "/healthz":
                     stale = agent.health.stale(agent.liveness_limits())
+                    cri = agent.directory.problem()
+                    ok = not stale and cri is None
                     body = json.dumps(
-                        {"ok": not stale, "stale": stale, "spooled": len(agent.spool)}
+                        {"ok": ok, "stale": stale, "cri": cri, "spooled": len(agent.spool)},
+                        allow_nan=False,
                     )
-                    self._reply(503 if stale else 200, "application/json", body.encode())
+                    self._reply(200 if ok else 503, "application/json", body.encode())
                 else:
                     self._reply(404, "application/json", b'{"error": "not found"}')
 

@@ -3,7 +3,8 @@
 The kubelet labels every sandbox and container it creates (io.kubernetes.pod.name,
 .namespace, .uid, io.kubernetes.container.name); containerd and CRI-O return them from
 ListPodSandbox / ListContainers. A sandbox ID is a container ID too (its pause
-container). The answers are cached and re-read at most once a second on a miss.
+container). The answers are cached and re-read at most once a second on a miss, and at
+least once a window (check()), so the agent's /healthz says when the CRI cannot be read.
 """
 
 import logging
@@ -13,7 +14,7 @@ from typing import Protocol
 
 from kernel_gossip.agent.signals import PodRef
 from kernel_gossip.cgroups import identify
-from kernel_gossip.lab.cri import CriClient, CriError
+from kernel_gossip.cri import CriClient, CriError
 
 log = logging.getLogger("kernel_gossip.agent")
 
@@ -30,6 +31,14 @@ class PodDirectory(Protocol):
 
     def pod(self, pod_uid: str) -> PodRef | None: ...
 
+    def problem(self) -> str | None:
+        """Why pods cannot be looked up right now; None when they can."""
+        ...
+
+    def check(self) -> None:
+        """Read the runtime's answers again if they are older than a refresh period."""
+        ...
+
 
 class CriDirectory:
     def __init__(self, socket: Path) -> None:
@@ -37,6 +46,13 @@ class CriDirectory:
         self._containers: dict[str, PodRef] = {}
         self._pods: dict[str, PodRef] = {}
         self._read_at = 0.0
+        self._problem: str | None = "not read yet"
+
+    def problem(self) -> str | None:
+        return self._problem
+
+    def check(self) -> None:
+        self._refresh()
 
     def _refresh(self) -> None:
         if time.monotonic() - self._read_at < REFRESH_SECONDS:
@@ -47,8 +63,13 @@ class CriDirectory:
                 sandboxes = cri.list_pod_sandboxes()
                 containers = cri.list_containers()
         except (CriError, OSError) as error:
-            log.warning("CRI at %s unavailable: %s", self.socket, error)
+            if self._problem is None:
+                log.warning("CRI at %s unavailable: %s", self.socket, error)
+            self._problem = f"CRI at {self.socket}: {error}"
             return
+        if self._problem is not None:
+            log.info("CRI at %s readable", self.socket)
+        self._problem = None
         pods = {}
         for sandbox in sandboxes:
             ref = PodRef(sandbox.name, sandbox.namespace, sandbox.uid, SANDBOX_CONTAINER_NAME)

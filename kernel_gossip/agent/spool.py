@@ -4,15 +4,26 @@ Every signal goes through it, so the order of delivery is the order of measureme
 restart of the agent loses nothing that was spooled, and an operator outage costs only
 disk space. Each signal is one file named by a sequence number, written to a temporary
 name and renamed (a reader never sees half a signal). When the spool is full the oldest
-signal is dropped and counted: measuring never waits for delivery.
+signal is dropped and counted: measuring never waits for delivery. A signal that cannot
+be written (the disk is full) is dropped too, its half-written file removed: the caller
+counts it (SpoolWriteError) and measuring goes on.
 """
 
+import errno
 import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 SUFFIX = ".json"
+
+
+class SpoolWriteError(Exception):
+    """The signal could not be written (ENOSPC, EDQUOT, EIO, ...): it is not spooled."""
+
+    def __init__(self, error: OSError) -> None:
+        self.errno_name = errno.errorcode.get(error.errno or 0, "OSError")
+        super().__init__(f"cannot spool a signal: {error.strerror or error}")
 
 
 @dataclass(frozen=True)
@@ -46,16 +57,21 @@ class Spool:
         return self.directory / f"{sequence:020d}{SUFFIX}"
 
     def put(self, body: bytes) -> int:
-        """Append a signal; drops the oldest ones beyond capacity. Returns its sequence."""
+        """Append a signal; drops the oldest ones beyond capacity. Returns its sequence;
+        raises SpoolWriteError when it cannot be written."""
         with self._lock:
             sequence = self._next
             self._next += 1
             temporary = self.directory / f"{sequence:020d}.tmp"
-            with open(temporary, "wb") as handle:
-                handle.write(body)
-                handle.flush()
-                os.fsync(handle.fileno())
-            temporary.rename(self._path(sequence))
+            try:
+                with open(temporary, "wb") as handle:
+                    handle.write(body)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                temporary.rename(self._path(sequence))
+            except OSError as error:
+                temporary.unlink(missing_ok=True)
+                raise SpoolWriteError(error) from None
             sequences = self._sequences()
             for oldest in sequences[: max(len(sequences) - self.capacity, 0)]:
                 self._path(oldest).unlink(missing_ok=True)

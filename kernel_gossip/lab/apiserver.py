@@ -42,31 +42,41 @@ Progress = Callable[[str], None]
 
 SOURCE_DIR = REPO_DIR / "lab" / "apiserver"
 PINS_FILE = SOURCE_DIR / "pins.txt"
-MAIN_GO = SOURCE_DIR / "main.go"
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 SID_SOURCE = f"deb [signed-by={KEYRING}] http://deb.debian.org/debian sid main"
 GO_PACKAGE = "kernel-gossip-lab"  # our main's import path inside the build's GOPATH
-# openapi-gen writes the core/v1 OpenAPI definitions main.go imports (server-side apply
-# needs them; Debian ships none for core/v1).
+# openapi-gen writes the OpenAPI definitions of every type the server serves besides CRDs
+# (server-side apply needs them; Debian ships none for these packages).
 OPENAPI_PACKAGES = (
     "k8s.io/api/core/v1",
+    "k8s.io/api/apps/v1",
+    "k8s.io/api/autoscaling/v1",
+    "k8s.io/api/autoscaling/v2",
+    "k8s.io/metrics/pkg/apis/metrics/v1beta1",
     "k8s.io/apimachinery/pkg/apis/meta/v1",
     "k8s.io/apimachinery/pkg/api/resource",
     "k8s.io/apimachinery/pkg/runtime",
     "k8s.io/apimachinery/pkg/util/intstr",
     "k8s.io/apimachinery/pkg/version",
 )
-BUILD_RECIPE = "2"  # bump when the build steps below change: it is part of the cache key
+BUILD_RECIPE = "3"  # bump when the build steps below change: it is part of the cache key
 READY_TIMEOUT_SECONDS = 90.0
 STEP_TIMEOUT_SECONDS = 45 * 60.0  # a fetch or compile step; CI's limit is 90 minutes
 STOP_TIMEOUT_SECONDS = 15.0
 NOT_A_SECRET = "lab-admin"  # kubeconfig token: the server takes every request as admin
+POD_LOG_ROOT_FILE = "pod-log-root"  # in the lab api dir: where the running server reads pods/log
 
 _PIN_LINE = re.compile(r"^([a-z0-9][a-z0-9.+-]+)=([0-9][A-Za-z0-9.+~:-]*)$")
 
 
 def default_dir() -> Path:
     return lab_dir() / "api"
+
+
+def default_pod_log_root(directory: Path) -> Path:
+    """Where the lab kubelet's CRI log files are unless `--pod-log-root` says otherwise:
+    beside the lab api dir."""
+    return directory.resolve().parent / "pod-logs"
 
 
 # --- pins: pure -------------------------------------------------------------------------
@@ -260,10 +270,16 @@ class Binary:
     built: bool  # False: taken from the cache
 
 
+def go_sources() -> list[Path]:
+    """The server's Go files (package main), in a stable order."""
+    return sorted(SOURCE_DIR.glob("*.go"))
+
+
 def binary_key() -> str:
     """Cache key of the built server: pins, our source and the build recipe."""
     digest = hashlib.sha256()
-    for part in (pins_hash(PINS_FILE.read_text()), MAIN_GO.read_text(), BUILD_RECIPE):
+    sources = [f"{path.name}\n{path.read_text()}" for path in go_sources()]
+    for part in (pins_hash(PINS_FILE.read_text()), *sources, BUILD_RECIPE):
         digest.update(part.encode() + b"\0")
     return digest.hexdigest()[:16]
 
@@ -283,7 +299,7 @@ def ensure_binary(progress: Progress | None = None) -> Binary:
 
 
 def _build(root: Path, binary: Path, progress: Progress | None) -> None:
-    """openapi-gen for core/v1, then main.go, in a GOPATH of their own."""
+    """openapi-gen for the served types, then the server, in a GOPATH of their own."""
     folder = binary.parent
     folder.mkdir(parents=True, exist_ok=True)
     log = folder / "build.log"
@@ -292,7 +308,8 @@ def _build(root: Path, binary: Path, progress: Progress | None) -> None:
     with tempfile.TemporaryDirectory(prefix="gopath.", dir=folder) as gopath:
         source = Path(gopath) / "src" / GO_PACKAGE
         source.mkdir(parents=True)
-        shutil.copy(MAIN_GO, source / "main.go")
+        for path in go_sources():
+            shutil.copy(path, source / path.name)
         env = {
             "PATH": f"{goroot / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}",
             "HOME": os.environ.get("HOME", "/root"),
@@ -320,10 +337,10 @@ def _build(root: Path, binary: Path, progress: Progress | None) -> None:
             "--output-file=zz_generated.openapi.go",
             f"--go-header-file={header}",
             "--report-filename=/dev/null",
-            *(f"--readonly-pkg={package}" for package in OPENAPI_PACKAGES[:2]),
+            *(f"--readonly-pkg={package}" for package in OPENAPI_PACKAGES),
             *OPENAPI_PACKAGES,
         ]
-        _run(generate, "openapi-gen core/v1", log, progress, env)
+        _run(generate, "openapi-gen", log, progress, env)
         version = kubernetes_version(pins)
         stamp = "k8s.io/component-base/version"
         minor = version.split(".")[1]
@@ -370,6 +387,15 @@ class LabApi:
     ca_file: Path
     kubectl: Path  # Debian sid's, linked into dir/bin
 
+    @property
+    def pod_log_root(self) -> Path:
+        """The directory the server reads pods/log from, laid out as the kubelet lays out
+        /var/log/pods: <namespace>_<pod>_<uid>/<container>/<restartCount>.log."""
+        try:
+            return Path((self.dir / POD_LOG_ROOT_FILE).read_text().strip())
+        except FileNotFoundError:
+            return default_pod_log_root(self.dir)
+
     def _connection(self, timeout: float) -> http.client.HTTPSConnection:
         host, port = self.server.removeprefix("https://").rsplit(":", 1)
         context = ssl.create_default_context(cafile=str(self.ca_file))
@@ -390,7 +416,7 @@ class LabApi:
         try:
             headers = {"Accept": accept, "Content-Type": content_type}
             url = f"{path}?{urlencode(query)}" if query else path
-            data = None if body is None else json.dumps(body).encode()
+            data = None if body is None else json.dumps(body, allow_nan=False).encode()
             connection.request(method, url, body=data, headers=headers)
             response = connection.getresponse()
             return ApiResponse(response.status, response.read().decode())
@@ -463,7 +489,11 @@ def _free_port() -> int:
 
 
 def _port_is_free(port: int) -> bool:
+    """Whether a server could listen on it now. SO_REUSEADDR as etcd's and the API
+    server's listeners (Go) set it: a port whose old connections linger in TIME_WAIT after
+    a restart is free for them, and kubeconfigs naming it stay valid."""
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:
@@ -595,17 +625,25 @@ def start(
     port: int | None = None,
     etcd_port: int | None = None,
     progress: Progress | None = None,
+    pod_log_root: Path | None = None,
 ) -> LabApi:
     """Build if needed, start etcd and the server in the background, wait for /readyz,
     install our CRDs and write the kubeconfig. Already running: the running one."""
     if directory.exists() and not directory.is_dir():
         raise UserError(f"--dir {directory} exists and is not a directory")
+    if pod_log_root is not None and pod_log_root.exists() and not pod_log_root.is_dir():
+        raise UserError(f"--pod-log-root {pod_log_root} exists and is not a directory")
     layout = _Layout(directory)
     previous = layout.read_ports()
     if previous is not None and all(_running_pid(layout, name) for name in PROCESSES):
         api = layout.api(previous)
         if port not in (None, previous.api) or etcd_port not in (None, previous.etcd):
             raise UserError(f"already running at {api.server}: stop it first to change ports")
+        if pod_log_root is not None and pod_log_root.resolve() != api.pod_log_root:
+            raise UserError(
+                f"already running with pod logs in {api.pod_log_root}: "
+                "stop it first to change --pod-log-root"
+            )
         if _api_ready(api):
             _finish(layout, api, progress)  # idempotent: current after an upgrade
             return api
@@ -616,7 +654,10 @@ def start(
     binary = ensure_binary(progress).path
     layout.dir.mkdir(parents=True, exist_ok=True)
     ports = choose_ports(previous, port, etcd_port)
-    layout.state.write_text(json.dumps(ports.__dict__) + "\n")
+    layout.state.write_text(json.dumps(ports.__dict__, allow_nan=False) + "\n")
+    logs = (pod_log_root or default_pod_log_root(layout.dir)).resolve()
+    logs.mkdir(parents=True, exist_ok=True)
+    (layout.dir / POD_LOG_ROOT_FILE).write_text(f"{logs}\n")
 
     _say(progress, f"starting etcd on 127.0.0.1:{ports.etcd} (data in {layout.etcd_data})")
     client = f"http://127.0.0.1:{ports.etcd}"
@@ -649,6 +690,7 @@ def start(
             f"--secure-port={ports.api}",
             f"--cert-dir={layout.pki}",
             "--external-hostname=127.0.0.1",
+            f"--pod-log-root={logs}",
         ],
     )
     _await_ready(layout, "apiserver", api_process, lambda: _api_ready(api))

@@ -11,12 +11,26 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kernel_gossip.lab import apiserver, pods_cli, stack_cli
+from kernel_gossip.lab import (
+    apiserver,
+    controllers_cli,
+    kubelet_cli,
+    metrics_cli,
+    pods_cli,
+    stack_cli,
+)
 
 
 def _subgroups() -> tuple[Callable[[Any], None], ...]:
     """The `lab <group>` registrars, each called with the lab's subparsers."""
-    return (register_lab, pods_cli.register_lab, stack_cli.register_lab)
+    return (
+        register_lab,
+        pods_cli.register_lab,
+        stack_cli.register_lab,
+        kubelet_cli.register_lab,
+        metrics_cli.register_lab,
+        controllers_cli.register_lab,
+    )
 
 
 def register(commands: Any) -> None:
@@ -52,6 +66,11 @@ def register_lab(groups: Any) -> None:
     start.add_argument("--dir", type=Path, default=default, help=f"state (default {default})")
     start.add_argument("--port", type=_port, help="API server port (default: a free one)")
     start.add_argument("--etcd-port", type=_port, help="etcd client port (default: a free one)")
+    start.add_argument(
+        "--pod-log-root",
+        type=Path,
+        help="the lab kubelet's CRI pod log files, read by pods/log (default DIR/../pod-logs)",
+    )
     start.set_defaults(handler=run_start)
     stop = actions.add_parser(
         "stop",
@@ -79,13 +98,15 @@ def _progress(message: str) -> None:
 
 
 def run_start(args: argparse.Namespace) -> int:
-    api = apiserver.start(args.dir, args.port, args.etcd_port, progress=_progress)
+    api = apiserver.start(
+        args.dir, args.port, args.etcd_port, progress=_progress, pod_log_root=args.pod_log_root
+    )
     _progress(f"kubectl: {api.kubectl} --kubeconfig {api.kubeconfig}")
-    print(json.dumps({"kubeconfig": str(api.kubeconfig), "server": api.server}))
+    print(json.dumps({"kubeconfig": str(api.kubeconfig), "server": api.server}, allow_nan=False))
     return 0
 
 
 def run_stop(args: argparse.Namespace) -> int:
     stopped = apiserver.stop(args.dir)
-    print(json.dumps({"stopped": stopped}))
+    print(json.dumps({"stopped": stopped}, allow_nan=False))
     return 0

@@ -26,9 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kernel_gossip import paths
+from kernel_gossip.cri import CriClient, CriError
 from kernel_gossip.errors import UserError
 from kernel_gossip.lab import images, pods, processes
-from kernel_gossip.lab.cri import CriClient, CriError, runtime_api
+from kernel_gossip.lab.cri import runtime_api
 
 Say = Callable[[str], None]
 POD_SUPERNET = ipaddress.IPv4Network("10.244.0.0/16")  # one /24 of it per lab
@@ -155,7 +156,7 @@ def layout(lab: Path | None = None) -> Layout:
 
 def _toml(value: str) -> str:
     """A TOML basic string (JSON's escaping is TOML's for these paths and names)."""
-    return json.dumps(value)
+    return json.dumps(value, allow_nan=False)
 
 
 def render_config(where: Layout, sandbox_image: str) -> str:
@@ -222,7 +223,7 @@ def render_cni(where: Layout, network: PodNetwork) -> str:
             }
         ],
     }
-    return json.dumps(config, indent=2) + "\n"
+    return json.dumps(config, indent=2, allow_nan=False) + "\n"
 
 
 def running_pid(where: Layout) -> int | None:
@@ -264,7 +265,7 @@ def _spawn(where: Layout, say: Say) -> None:
         folder.mkdir(parents=True, exist_ok=True)
     where.config.write_text(render_config(where, images.PAUSE.ref))
     network = choose_network(where.base, _routes())
-    where.network_file.write_text(json.dumps(network.__dict__) + "\n")
+    where.network_file.write_text(json.dumps(network.__dict__, allow_nan=False) + "\n")
     for stale in where.cni_conf_dir.glob("*.conflist"):
         stale.unlink()
     (where.cni_conf_dir / f"10-{network.name}.conflist").write_text(render_cni(where, network))
@@ -306,7 +307,8 @@ def _log_tail(where: Layout, lines: int = 5) -> str:
 
 
 def stop_containerd(lab: Path | None = None, say: Say = _quiet) -> None:
-    """Remove every pod (through the CRI while it answers), stop containerd by PID, then
+    """Remove every pod at once (a teardown: in parallel, no grace; through the CRI while
+    it answers), stop containerd by PID, then
     remove what could outlive it: shims, pod cgroups and network namespaces, mounts under
     the lab's root/state, the bridge, CNI results; put IPv4 forwarding back."""
     where = layout(lab)
@@ -314,7 +316,7 @@ def stop_containerd(lab: Path | None = None, say: Say = _quiet) -> None:
     if pid is not None:
         try:
             with CriClient(where.socket, timeout=10) as cri:
-                pods.delete_all(cri, lab, say)
+                pods.remove_all(cri, lab, say, grace=0)
         except CriError as error:
             say(f"the CRI did not answer ({error}): cleaning up by hand")
         say(f"stopping containerd (pid {pid})")

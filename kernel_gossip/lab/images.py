@@ -3,6 +3,12 @@
 pause: our own few lines of C (lab/images/pause.c) built with `gcc -static`.
 busybox: Debian's busybox-static with its applet links, for busy loops and stress work.
 nginx: `debootstrap --variant=minbase --include=nginx-light bookworm`, about a minute.
+curl: `debootstrap --variant=minbase --include=curl,ca-certificates bookworm`, with the
+entrypoint of curlimages/curl (arguments starting with `-` are curl's).
+
+IMAGE_TABLE maps the references manifests use (`nginx`, `busybox:1.36`, `curlimages/curl`)
+to these images: the lab's kubelet "pulls" a listed reference by tagging the lab image
+under its normalised name in containerd, so the CRI reports the reference the pod asked for.
 
 Each is packed as a docker-archive tarball cached under paths.cache_dir()/images, keyed
 by what it is built from (the C source, the Debian package version), so a fresh clone
@@ -22,6 +28,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Protocol
 
@@ -49,6 +56,8 @@ class LabImage:
 
     name: str
     cmd: tuple[str, ...]
+    entrypoint: tuple[str, ...] = ()
+    debian_packages: tuple[str, ...] = ()  # debootstrap --include (none: not debootstrapped)
 
     @property
     def ref(self) -> str:
@@ -57,8 +66,31 @@ class LabImage:
 
 PAUSE = LabImage("pause", ("/pause",))
 BUSYBOX_IMAGE = LabImage("busybox", ("sh",))
-NGINX = LabImage("nginx", ("nginx", "-g", "daemon off;"))
-ALL_IMAGES = (PAUSE, BUSYBOX_IMAGE, NGINX)
+NGINX = LabImage("nginx", ("nginx", "-g", "daemon off;"), debian_packages=("nginx-light",))
+CURL = LabImage("curl", ("curl",), ("/entrypoint.sh",), debian_packages=("curl", "ca-certificates"))
+ALL_IMAGES = (PAUSE, BUSYBOX_IMAGE, NGINX, CURL)
+# curlimages/curl's entrypoint: an option or a command that does not exist goes to curl.
+CURL_ENTRYPOINT = """#!/bin/sh
+set -e
+if [ "${1#-}" != "${1}" ] || [ -z "$(command -v "${1}")" ]; then
+  set -- curl "$@"
+fi
+exec "$@"
+"""
+
+# What a manifest may name, matched (fnmatch, case-sensitive) against the normalised
+# reference (docker.io/library/nginx:latest); the first match wins. Digests never match:
+# a lab image cannot have the digest a registry gave.
+IMAGE_TABLE: tuple[tuple[str, LabImage], ...] = (
+    ("docker.io/library/nginx:*", NGINX),
+    ("docker.io/library/busybox:*", BUSYBOX_IMAGE),
+    ("docker.io/curlimages/curl:*", CURL),
+    *((image.ref, image) for image in ALL_IMAGES),
+)
+IMAGE_TABLE_SUMMARY = (
+    "nginx, nginx:* (the lab's nginx); busybox, busybox:*; curlimages/curl, curlimages/curl:*; "
+    + ", ".join(image.ref for image in ALL_IMAGES)
+)
 
 
 def pause_source() -> Path:
@@ -70,6 +102,34 @@ def by_ref(ref: str) -> LabImage | None:
     return next((image for image in ALL_IMAGES if image.ref == ref), None)
 
 
+def normalize_ref(ref: str) -> str:
+    """A reference as containerd names it (the docker normalisation): registry
+    docker.io, library/ for single names, tag latest when there is neither tag nor digest."""
+    name, at, digest = ref.partition("@")
+    first, slash, rest = name.partition("/")
+    if not slash:
+        name = f"docker.io/library/{name}"
+    elif "." not in first and ":" not in first and first != "localhost":
+        name = f"docker.io/{name}"
+    elif first == "index.docker.io":
+        name = f"docker.io/{rest}"
+    if name.startswith("docker.io/") and name.count("/") == 1:
+        name = name.replace("docker.io/", "docker.io/library/", 1)
+    if at:
+        return f"{name}@{digest}"
+    if ":" not in name.rpartition("/")[2]:
+        name = f"{name}:latest"
+    return name
+
+
+def resolve(ref: str) -> LabImage | None:
+    """The lab image IMAGE_TABLE gives a manifest's reference, None when it gives none."""
+    normalised = normalize_ref(ref)
+    if "@" in normalised:
+        return None
+    return next((image for pattern, image in IMAGE_TABLE if fnmatchcase(normalised, pattern)), None)
+
+
 def build_key(image: LabImage) -> str:
     """What the image's content depends on, as a file-name-safe string."""
     if image is PAUSE:
@@ -77,8 +137,10 @@ def build_key(image: LabImage) -> str:
         return f"src-{digest}"
     if image is BUSYBOX_IMAGE:
         return _safe(_installed_version("busybox-static"))
-    if image is NGINX:
-        return f"{DEBIAN_SUITE}-{_safe(_suite_version('nginx-light'))}"
+    if image.debian_packages:
+        versions = "-".join(_safe(_suite_version(p)) for p in image.debian_packages)
+        recipe = hashlib.sha256(CURL_ENTRYPOINT.encode()).hexdigest()[:8] if image is CURL else ""
+        return "-".join(part for part in (DEBIAN_SUITE, versions, recipe) if part)
     raise ValueError(f"unknown lab image {image.name}")
 
 
@@ -102,8 +164,13 @@ def ensure_archive(image: LabImage, say: Say) -> Path:
             say("building the busybox image from busybox-static")
             _build_busybox(rootfs)
         else:
-            say(f"building the nginx image: debootstrap {DEBIAN_SUITE} minbase + nginx-light")
-            _build_nginx(rootfs, say)
+            packages = ",".join(image.debian_packages)
+            say(f"building the {image.name} image: debootstrap {DEBIAN_SUITE} minbase + {packages}")
+            _build_debootstrap(rootfs, image.debian_packages, say)
+            if image is CURL:
+                entrypoint = rootfs / "entrypoint.sh"
+                entrypoint.write_text(CURL_ENTRYPOINT)
+                entrypoint.chmod(0o755)
         say(f"packing {image.ref} into {archive}")
         partial = Path(work) / "image.tar"
         write_docker_archive(rootfs, image, partial)
@@ -117,30 +184,34 @@ class ImageLookup(Protocol):
     def image_id(self, ref: str) -> str | None: ...
 
 
-def ensure_imported(image: LabImage, socket: Path, cri: ImageLookup, say: Say) -> None:
-    """Build (or reuse) the image and import it unless the CRI already has this very build."""
+def ensure_imported(
+    image: LabImage, socket: Path, cri: ImageLookup, say: Say, alias: str | None = None
+) -> str:
+    """Build (or reuse) the image and import it unless the CRI already has this very build;
+    tagged `alias` too when given (the reference a pod asked for). Returns the image ID."""
     archive = ensure_archive(image, say)
     wanted = image_id(archive)
-    if cri.image_id(image.ref) == wanted:
-        return
-    say(f"importing {image.ref} into the lab's containerd")
-    import_archive(archive, socket)
-    found = cri.image_id(image.ref)
-    if found != wanted:
-        raise UserError(f"containerd shows {image.ref} as {found} after importing {wanted}")
+    if cri.image_id(image.ref) != wanted:
+        say(f"importing {image.ref} into the lab's containerd")
+        import_archive(archive, socket)
+        found = cri.image_id(image.ref)
+        if found != wanted:
+            raise UserError(f"containerd shows {image.ref} as {found} after importing {wanted}")
+    if alias is not None and alias != image.ref and cri.image_id(alias) != wanted:
+        _ctr(socket, "tag", "--force", image.ref, alias)
+    return wanted
+
+
+def _ctr(socket: Path, *args: str) -> None:
+    command = ["ctr", "--address", str(socket), "--namespace", "k8s.io", "images", *args]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise UserError(f"ctr images {' '.join(args)} failed: {result.stderr.strip()}")
 
 
 def import_archive(archive: Path, socket: Path) -> None:
     """`ctr images import` into the CRI's k8s.io namespace, unpacked for overlayfs."""
-    command = ["ctr", "--address", str(socket), "--namespace", "k8s.io", "images", "import"]
-    result = subprocess.run(
-        [*command, "--snapshotter", "overlayfs", str(archive)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise UserError(f"ctr images import {archive.name} failed: {result.stderr.strip()}")
+    _ctr(socket, "import", "--snapshotter", "overlayfs", str(archive))
 
 
 def image_id(archive: Path) -> str:
@@ -170,16 +241,23 @@ def write_docker_archive(rootfs: Path, image: LabImage, target: Path) -> None:
             {
                 "architecture": "amd64",
                 "os": "linux",
-                "config": {"Env": [PATH_ENV], "Cmd": list(image.cmd), "WorkingDir": "/"},
+                "config": {
+                    "Env": [PATH_ENV],
+                    "Cmd": list(image.cmd),
+                    "WorkingDir": "/",
+                    **({"Entrypoint": list(image.entrypoint)} if image.entrypoint else {}),
+                },
                 "rootfs": {"type": "layers", "diff_ids": [diff_id]},
                 "history": [{"created_by": f"kernel-gossip lab images ({image.name})"}],
             },
             sort_keys=True,
+            allow_nan=False,
         ).encode()
         config_name = hashlib.sha256(config).hexdigest() + ".json"
         layer_name = diff_id.removeprefix("sha256:") + "/layer.tar"
         manifest = json.dumps(
-            [{"Config": config_name, "RepoTags": [image.ref], "Layers": [layer_name]}]
+            [{"Config": config_name, "RepoTags": [image.ref], "Layers": [layer_name]}],
+            allow_nan=False,
         ).encode()
         with tarfile.open(target, "w", format=tarfile.PAX_FORMAT) as archive:
             archive.add(layer, arcname=layer_name)
@@ -232,13 +310,13 @@ def _build_busybox(rootfs: Path) -> None:
     (rootfs / "tmp").chmod(0o1777)
 
 
-def _build_nginx(rootfs: Path, say: Say) -> None:
+def _build_debootstrap(rootfs: Path, packages: tuple[str, ...], say: Say) -> None:
     if shutil.which("debootstrap") is None:
         raise UserError("debootstrap is missing: install it (scripts/setup.sh)")
     command = [
         "debootstrap",
         "--variant=minbase",
-        "--include=nginx-light",
+        f"--include={','.join(packages)}",
         DEBIAN_SUITE,
         str(rootfs),
         DEBIAN_MIRROR,

@@ -1,7 +1,9 @@
 """What a kubelet derives from a v1 Pod before it calls the CRI. Pure: no I/O.
 
-The lab has no kubelet, so `lab pods` does its part: validate the manifest (with the API
-server's defaulting of requests to limits), classify the pod's QoS, name its cgroup
+The lab's kubelet (kubelet_daemon.py) reads each Pod the API server stores into the model
+below (pod_from_api: the fields it runs; a field it cannot honour rejects the pod), and
+`lab pods apply` validates manifests with it before creating them: the API server's
+defaulting of requests to limits, then classify the pod's QoS, name its cgroup
 (cgroupfs driver), turn requests/limits into CFS shares/quota/period for the pod cgroup
 and each container, and put the io.kubernetes.* labels and annotations on sandboxes and
 containers that the CRI (and our agent) read back. The numbers follow the kubelet's
@@ -178,8 +180,9 @@ class ContainerPort(CamelModel):
 class Container(CamelModel):
     name: str
     image: str = Field(min_length=1)
-    image_pull_policy: Literal["IfNotPresent", "Never"] = Field(
-        default="IfNotPresent", description="The lab has no registry: Always cannot be honoured."
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        default="IfNotPresent",
+        description="The lab pulls from its image table (images.IMAGE_TABLE), not a registry.",
     )
     command: list[str] = Field(default_factory=list)
     args: list[str] = Field(default_factory=list)
@@ -217,8 +220,12 @@ class ObjectMeta(CamelModel):
         return namespace
 
 
+RestartPolicy = Literal["Always", "OnFailure", "Never"]
+
+
 class PodSpec(CamelModel):
     containers: list[Container] = Field(min_length=1)
+    restart_policy: RestartPolicy = "Always"
     termination_grace_period_seconds: int = Field(default=30, ge=0)
     hostname: str | None = None
 
@@ -392,18 +399,21 @@ def container_labels(pod: Pod, uid: str, container: Container) -> dict[str, str]
     }
 
 
-def container_annotations(pod: Pod, container: Container) -> dict[str, str]:
-    """newContainerAnnotations for a first start (restart count 0)."""
+def container_annotations(pod: Pod, container: Container, restart_count: int = 0) -> dict[str, str]:
+    """newContainerAnnotations: the restart count is what the kubelet reads back after a
+    restart of its own (it keeps no state but the runtime's)."""
     annotations = {
         CONTAINER_HASH_ANNOTATION: container_hash(container),
-        CONTAINER_RESTART_COUNT_ANNOTATION: "0",
+        CONTAINER_RESTART_COUNT_ANNOTATION: str(restart_count),
         TERMINATION_MESSAGE_PATH_ANNOTATION: DEFAULT_TERMINATION_MESSAGE_PATH,
         TERMINATION_MESSAGE_POLICY_ANNOTATION: "File",
         POD_TERMINATION_GRACE_PERIOD_ANNOTATION: str(pod.spec.termination_grace_period_seconds),
     }
     if container.ports:
         ports = [port.model_dump(by_alias=True, exclude_none=True) for port in container.ports]
-        annotations[CONTAINER_PORTS_ANNOTATION] = json.dumps(ports, separators=(",", ":"))
+        annotations[CONTAINER_PORTS_ANNOTATION] = json.dumps(
+            ports, separators=(",", ":"), allow_nan=False
+        )
     return annotations
 
 
@@ -449,6 +459,53 @@ def log_directory_name(pod: Pod, uid: str) -> str:
     return f"{pod.metadata.namespace}_{pod.metadata.name}_{uid}"
 
 
-def container_log_path(container: Container) -> str:
+def container_log_path(container: Container, restart_count: int = 0) -> str:
     """Relative to the pod's log folder: <container>/<restart count>.log."""
-    return f"{container.name}/0.log"
+    return f"{container.name}/{restart_count}.log"
+
+
+# What the API server sets or defaults on every Pod that the lab's kubelet does not act on
+# (no cluster DNS, one scheduler, no service links, no priority, no service accounts):
+# left out when it reads a stored Pod. Any other field it does not run rejects the pod.
+SERVER_SET_POD_FIELDS = frozenset(
+    {
+        "dnsPolicy",
+        "schedulerName",
+        "securityContext",
+        "enableServiceLinks",
+        "priority",
+        "preemptionPolicy",
+        "nodeName",
+        "tolerations",
+        "serviceAccountName",
+        "serviceAccount",
+    }
+)
+SERVER_SET_CONTAINER_FIELDS = frozenset({"terminationMessagePath", "terminationMessagePolicy"})
+
+
+def pod_from_api(stored: dict[str, Any]) -> Pod:
+    """The model of a Pod as the API server stores it (defaulted, with status); ValueError
+    names the first field the lab's kubelet cannot honour."""
+    metadata = stored.get("metadata", {})
+    spec = {k: v for k, v in stored.get("spec", {}).items() if k not in SERVER_SET_POD_FIELDS}
+    spec["containers"] = [
+        {k: v for k, v in container.items() if k not in SERVER_SET_CONTAINER_FIELDS}
+        for container in spec.get("containers", [])
+    ]
+    document = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            key: metadata[key]
+            for key in ("name", "namespace", "labels", "annotations")
+            if key in metadata
+        },
+        "spec": spec,
+    }
+    try:
+        return Pod.model_validate(document)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        raise ValueError(f"{field}: {first['msg'].removeprefix('Value error, ')}") from None

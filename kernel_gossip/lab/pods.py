@@ -1,63 +1,44 @@
-"""Pods on the lab's containerd, run the way a kubelet runs them: the I/O side of kubelet.py.
+"""Pods on the lab's containerd, run the way a kubelet runs them: the I/O side of kubelet.py,
+used by the lab's kubelet (kubelet_daemon.py), which decides when each step happens.
 
-apply: create the pod cgroup kubepods/<qos>/pod<uid> with the pod-level shares/quota
-(without a kubelet nobody else does), RunPodSandbox with the kubelet's labels and that
-cgroup parent, then CreateContainer/StartContainer with the derived Linux resources.
-delete: StopContainer with the grace period, StopPodSandbox, RemovePodSandbox, then the pod
-cgroup, its logs and its record. A record per pod under <lab dir>/pods/ is written before
-anything is created, so stop_containerd() can clean up after a crash (clean_leftovers).
-
-When a Kubernetes API (the lab's API server) is given, the Pod object is created there
-first and its uid is the pod's uid, as on a real node; its status follows the pod.
+Start: the pod cgroup kubepods/<qos>/pod<uid> with the pod-level shares/quota (without a
+kubelet nobody else does), RunPodSandbox with the kubelet's labels, that cgroup parent and
+the pod's log directory, then CreateContainer/StartContainer with the derived Linux
+resources. Removal: StopContainer with a grace period (0 for a teardown), StopPodSandbox,
+RemovePodSandbox, then the pod cgroup, its logs and its record. A record per pod under
+<lab dir>/pods/records/ is written before anything is created, so stop_containerd() can
+clean up after a crash (clean_leftovers).
 """
 
-import base64
 import contextlib
 import errno
-import http.client
-import json
 import os
 import shutil
 import signal
-import socket
-import ssl
 import subprocess
+import threading
 import time
-import urllib.parse
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import yaml
 from pydantic import Field
 
 from kernel_gossip import paths
 from kernel_gossip.cgroupfs import remove_cgroup
 from kernel_gossip.cgroups import QosClass
+from kernel_gossip.cri import CriClient, CriError, Sandbox, SandboxDetail
 from kernel_gossip.errors import UserError
 from kernel_gossip.lab import images, kubelet
-from kernel_gossip.lab.cri import CriClient, CriError, Sandbox
 from kernel_gossip.models import CamelModel
 
 Say = Callable[[str], None]
 KILL_TIMEOUT_S = 10.0
+TEARDOWN_WORKERS = 16  # pods removed at once by a teardown (each waits on runc and CNI)
 CNI_RESULTS = Path("/var/lib/cni/results")  # libcni's cache: one file per sandbox network
-
-
-class PodApi(Protocol):
-    """The Kubernetes API side of a pod (the lab API server), when one runs."""
-
-    def create_pod(self, pod: kubelet.Pod) -> str:
-        """Create the Pod object; returns the uid the API server gave it."""
-        ...
-
-    def set_pod_status(self, view: "PodView") -> None: ...
-
-    def delete_pod(self, namespace: str, name: str) -> None: ...
 
 
 class PodRecord(CamelModel):
@@ -68,9 +49,10 @@ class PodRecord(CamelModel):
     uid: str
     qos_class: QosClass
     cgroup_parent: str
+    log_dir: str = ""
     sandbox_id: str | None = None
     netns_path: str | None = None
-    containers: dict[str, str] = Field(default_factory=dict)  # name -> container ID
+    containers: dict[str, str] = Field(default_factory=dict)  # name -> latest container ID
     created_at: datetime
 
 
@@ -84,59 +66,34 @@ class ContainerView:
     exit_code: int | None
     pid: int | None
     cgroup: str
+    started_ns: int
 
 
 @dataclass(frozen=True)
 class PodView:
-    """A pod as `lab pods get` shows it, from the CRI (not from our records)."""
+    """A pod sandbox as the CRI shows it (not as our records say)."""
 
     namespace: str
     name: str
     uid: str
-    phase: str
+    ready: bool
     ip: str
-    qos_class: str
     cgroup_parent: str
     sandbox_id: str
     created_ns: int
     containers: list[ContainerView]
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "namespace": self.namespace,
-            "name": self.name,
-            "uid": self.uid,
-            "phase": self.phase,
-            "podIP": self.ip,
-            "qosClass": self.qos_class,
-            "cgroupParent": self.cgroup_parent,
-            "sandboxId": self.sandbox_id,
-            "containers": [
-                {
-                    "name": c.name,
-                    "containerID": c.id,
-                    "image": c.image,
-                    "imageID": c.image_id,
-                    "state": c.state,
-                    "exitCode": c.exit_code,
-                    "pid": c.pid,
-                    "cgroup": c.cgroup,
-                }
-                for c in self.containers
-            ],
-        }
 
 
 def pods_dir(lab: Path | None = None) -> Path:
     return (lab or paths.lab_dir()).resolve() / "pods"
 
 
-def _record_path(lab: Path | None, namespace: str, name: str) -> Path:
-    return pods_dir(lab) / "records" / f"{namespace}_{name}.json"
+def _record_path(lab: Path | None, uid: str) -> Path:
+    return pods_dir(lab) / "records" / f"{uid}.json"
 
 
 def _save(lab: Path | None, record: PodRecord) -> None:
-    path = _record_path(lab, record.namespace, record.name)
+    path = _record_path(lab, record.uid)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
     partial.write_text(record.model_dump_json(by_alias=True, indent=2))
@@ -148,242 +105,125 @@ def _records(lab: Path | None) -> list[PodRecord]:
     return [PodRecord.model_validate_json(p.read_text()) for p in sorted(folder.glob("*.json"))]
 
 
-def _log_dir(lab: Path | None, namespace: str, name: str, uid: str) -> Path:
-    return pods_dir(lab) / "logs" / f"{namespace}_{name}_{uid}"
+def _identity(uid: str) -> dict[str, str]:
+    return {kubelet.POD_UID_LABEL: uid}
 
 
-# --- the Pod object in a Kubernetes API ----------------------------------------------------
+# --- images: the lab's table stands in for a registry ------------------------------------
 
 
-class KubePodApi:
-    """Pods in the API server a kubeconfig names (its current context; token auth, as the
-    lab's kubeconfig has): created first so the API's uid is the pod's, status updated."""
-
-    def __init__(self, kubeconfig: Path, node_name: str | None = None) -> None:
-        self.server, self._context, self._token = _read_kubeconfig(kubeconfig)
-        self.node_name = node_name or socket.gethostname()
-
-    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        """One API call; the decoded JSON answer, or UserError with the API's message."""
-        url = urllib.parse.urlsplit(self.server)
-        connection = http.client.HTTPSConnection(
-            url.hostname or "", url.port or 443, context=self._context, timeout=30
-        )
-        headers = {"Accept": "application/json", "Content-Type": "application/json"}
-        if self._token:
-            headers["Authorization"] = f"Bearer {self._token}"
-        try:
-            data = None if body is None else json.dumps(body).encode()
-            connection.request(method, path, body=data, headers=headers)
-            response = connection.getresponse()
-            text = response.read().decode()
-        except (OSError, http.client.HTTPException) as error:
-            raise UserError(f"the API server at {self.server} did not answer: {error}") from None
-        finally:
-            connection.close()
-        if response.status >= 300:
-            message = text[:300]
-            with contextlib.suppress(ValueError, AttributeError):
-                message = json.loads(text).get("message", message)
-            raise ApiStatusError(response.status, f"{method} {path}: {response.status} {message}")
-        return json.loads(text)
-
-    def ready(self) -> bool:
-        try:
-            self.request("GET", "/api/v1/namespaces/default/pods?limit=1")
-        except UserError:
-            return False
-        return True
-
-    def _path(self, namespace: str, name: str = "") -> str:
-        return f"/api/v1/namespaces/{namespace}/pods" + (f"/{name}" if name else "")
-
-    def create_pod(self, pod: kubelet.Pod) -> str:
-        body = pod.model_dump(by_alias=True, exclude_defaults=True)
-        body["spec"]["nodeName"] = self.node_name
-        created = self.request("POST", self._path(pod.metadata.namespace), body)
-        return str(created["metadata"]["uid"])
-
-    def set_pod_status(self, view: "PodView") -> None:
-        path = self._path(view.namespace, view.name)
-        current = self.request("GET", path)
-        current["status"] = pod_status(view, _node_ip())
-        self.request("PUT", f"{path}/status", current)
-
-    def delete_pod(self, namespace: str, name: str) -> None:
-        try:
-            self.request("DELETE", self._path(namespace, name))
-        except ApiStatusError as error:
-            if error.status != 404:
-                raise
+class ImageNotInLab(UserError):
+    """A reference neither the image table nor the lab's containerd has: ErrImagePull."""
 
 
-class ApiStatusError(UserError):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+_pull_lock = threading.Lock()
 
 
-def _read_kubeconfig(path: Path) -> tuple[str, ssl.SSLContext, str | None]:
-    """(server, TLS context trusting its CA, bearer token) of the current context."""
-    try:
-        config = yaml.safe_load(path.read_text())
-        context_name = config["current-context"]
-        context = next(c["context"] for c in config["contexts"] if c["name"] == context_name)
-        cluster = next(c["cluster"] for c in config["clusters"] if c["name"] == context["cluster"])
-        user = next(u["user"] for u in config["users"] if u["name"] == context["user"])
-        server = str(cluster["server"])
-    except (OSError, yaml.YAMLError, KeyError, TypeError, StopIteration) as error:
-        raise UserError(f"cannot use kubeconfig {path}: {error!r}") from None
-    tls = ssl.create_default_context()
-    if "certificate-authority-data" in cluster:
-        tls.load_verify_locations(
-            cadata=base64.b64decode(cluster["certificate-authority-data"]).decode()
-        )
-    elif "certificate-authority" in cluster:
-        tls.load_verify_locations(cafile=cluster["certificate-authority"])
-    token = user.get("token")
-    if token is None and user:
-        raise UserError(f"kubeconfig {path}: only token authentication is supported")
-    return server, tls, token
-
-
-def _node_ip() -> str:
-    """The node's address (a kubelet's hostIP): the source of its route to the outside."""
-    route = subprocess.run(
-        ["ip", "-o", "route", "get", "1.1.1.1"], capture_output=True, text=True, check=False
-    ).stdout.split()
-    return route[route.index("src") + 1] if "src" in route else ""
-
-
-def pod_status(view: "PodView", host_ip: str) -> dict[str, Any]:
-    """The v1 PodStatus a kubelet would report for what the CRI shows."""
-    running = view.phase == "Running"
-    started = datetime.fromtimestamp(view.created_ns / 1e9, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    ready = "True" if running else "False"
-    return {
-        "phase": view.phase,
-        "hostIP": host_ip,
-        "podIP": view.ip,
-        "podIPs": [{"ip": view.ip}] if view.ip else [],
-        "qosClass": view.qos_class,
-        "startTime": started,
-        "conditions": [
-            {"type": kind, "status": status, "lastTransitionTime": started}
-            for kind, status in (
-                ("PodScheduled", "True"),
-                ("Initialized", "True"),
-                ("ContainersReady", ready),
-                ("Ready", ready),
-            )
-        ],
-        "containerStatuses": [
-            {
-                "name": c.name,
-                "containerID": f"containerd://{c.id}",
-                "image": c.image,
-                "imageID": c.image_id,
-                "ready": c.state == "RUNNING",
-                "started": c.state == "RUNNING",
-                "restartCount": 0,
-                "state": (
-                    {"running": {"startedAt": started}}
-                    if c.state == "RUNNING"
-                    else {"terminated": {"exitCode": c.exit_code or 0}}
-                    if c.state == "EXITED"
-                    else {"waiting": {"reason": "ContainerCreating"}}
-                ),
-            }
-            for c in view.containers
-        ],
-    }
-
-
-# --- apply -------------------------------------------------------------------------------
-
-
-def apply(
-    manifests: list[kubelet.Pod],
-    cri: CriClient,
-    socket: Path,
-    lab: Path | None = None,
-    say: Say = print,
-    api: PodApi | None = None,
-) -> list[PodView]:
-    """Run each pod; a pod that fails to start is removed again before the error is raised."""
-    for pod in manifests:
-        if cri.list_pod_sandboxes(_identity(pod.metadata.namespace, pod.metadata.name)):
-            raise UserError(f"pod {pod.key} already exists: delete it first")
-        if api is not None:
-            # Not running in the lab: a Pod object of that name is stale (a lab stopped
-            # without its API server, a crash); the lab is this node's kubelet, so it goes.
-            api.delete_pod(pod.metadata.namespace, pod.metadata.name)
-    for image in sorted({c.image for pod in manifests for c in pod.spec.containers}):
-        _ensure_image(image, cri, socket, say)
-    return [_run_pod(pod, cri, lab, say, api) for pod in manifests]
-
-
-def _identity(namespace: str, name: str) -> dict[str, str]:
-    return {kubelet.POD_NAMESPACE_LABEL: namespace, kubelet.POD_NAME_LABEL: name}
-
-
-def _ensure_image(ref: str, cri: CriClient, socket: Path, say: Say) -> None:
-    lab_image = images.by_ref(ref)
+def pull_image(ref: str, cri: CriClient, socket: Path, say: Say) -> str:
+    """What a pull is in the lab: the table's image for `ref`, built if needed and tagged
+    under the normalised reference; else an image containerd already has. The image ID."""
+    lab_image = images.resolve(ref)
     if lab_image is not None:
-        images.ensure_imported(lab_image, socket, cri, say)
-    elif cri.image_id(ref) is None:
-        names = ", ".join(image.ref for image in images.ALL_IMAGES)
-        raise UserError(f"image {ref} is not in the lab and cannot be pulled (lab images: {names})")
+        with _pull_lock:  # one build and import at a time: they share the cache and ctr
+            return images.ensure_imported(lab_image, socket, cri, say, images.normalize_ref(ref))
+    found = cri.image_id(ref)
+    if found is None:
+        raise ImageNotInLab(
+            f"image {ref!r} is not in the lab and cannot be pulled (no registry here); "
+            f"the lab has: {images.IMAGE_TABLE_SUMMARY}"
+        )
+    return found
 
 
-def _run_pod(
-    pod: kubelet.Pod, cri: CriClient, lab: Path | None, say: Say, api: PodApi | None
-) -> PodView:
-    uid = api.create_pod(pod) if api is not None else str(uuid.uuid4())
+# --- start -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StartedSandbox:
+    record: PodRecord
+    config: Any  # the PodSandboxConfig, which CreateContainer takes again
+    ip: str
+
+
+def start_sandbox(
+    pod: kubelet.Pod, uid: str, cri: CriClient, lab: Path | None, log_root: Path, attempt: int
+) -> StartedSandbox:
+    """Pod cgroup with the pod-level limits, then RunPodSandbox; recorded before each step.
+    A failure removes what was made and raises UserError."""
     qos = kubelet.qos_class(pod)
+    log_dir = log_root / kubelet.log_directory_name(pod, uid)
     record = PodRecord(
         namespace=pod.metadata.namespace,
         name=pod.metadata.name,
         uid=uid,
         qos_class=qos,
         cgroup_parent=kubelet.pod_cgroup_parent(qos, uid),
+        log_dir=str(log_dir),
         created_at=datetime.now(UTC),
     )
     _save(lab, record)
-    say(f"pod {pod.key}: uid {uid}, {qos.value}, cgroup {record.cgroup_parent}")
     try:
         create_pod_cgroup(record.cgroup_parent, kubelet.pod_cgroup_config(pod), lab)
-        log_dir = _log_dir(lab, record.namespace, record.name, uid)
-        sandbox_config = _sandbox_config(cri, pod, uid, record.cgroup_parent, log_dir)
+        config = sandbox_config(cri, pod, uid, record.cgroup_parent, log_dir, attempt)
         for container in pod.spec.containers:
             (log_dir / container.name).mkdir(parents=True, exist_ok=True)
-        sandbox_id = cri.run_pod_sandbox(sandbox_config)
+        sandbox_id = cri.run_pod_sandbox(config)
         detail = cri.pod_sandbox_status(sandbox_id)
-        record = record.model_copy(
-            update={"sandbox_id": sandbox_id, "netns_path": detail.netns_path}
-        )
-        _save(lab, record)
-        say(f"pod {pod.key}: sandbox {sandbox_id[:13]} ready, IP {detail.ip}")
-        memory_capacity = _memory_capacity()
-        for container in pod.spec.containers:
-            config = _container_config(cri, pod, uid, container, memory_capacity)
-            container_id = cri.create_container(sandbox_id, config, sandbox_config)
-            record = record.model_copy(
-                update={"containers": {**record.containers, container.name: container_id}}
-            )
-            _save(lab, record)
-            cri.start_container(container_id)
-            say(f"pod {pod.key}: container {container.name} {container_id[:13]} started")
     except (CriError, OSError, UserError) as error:
-        say(f"pod {pod.key}: failed ({error}), removing what was created")
-        _remove(cri, record, lab, say)
-        if api is not None:
-            api.delete_pod(record.namespace, record.name)
-        raise UserError(f"pod {pod.key} did not start: {error}") from None
-    view = _view(cri, cri.pod_sandbox_status(sandbox_id).sandbox)
-    if api is not None:
-        api.set_pod_status(view)
-    return view
+        remove_pod(cri, uid, lab, grace=0)
+        raise UserError(f"pod {pod.key}: the sandbox did not start: {error}") from None
+    record = record.model_copy(update={"sandbox_id": sandbox_id, "netns_path": detail.netns_path})
+    _save(lab, record)
+    return StartedSandbox(record, config, detail.ip)
+
+
+def running_record(
+    pod: kubelet.Pod,
+    uid: str,
+    sandbox_id: str,
+    detail: SandboxDetail,
+    lab: Path | None,
+    log_root: Path,
+) -> PodRecord:
+    """The record of a running sandbox: as saved, or (saved records lost) rebuilt from
+    the runtime's view, and saved again."""
+    path = _record_path(lab, uid)
+    if path.exists():
+        return PodRecord.model_validate_json(path.read_text())
+    record = PodRecord(
+        namespace=pod.metadata.namespace,
+        name=pod.metadata.name,
+        uid=uid,
+        qos_class=kubelet.qos_class(pod),
+        cgroup_parent=detail.cgroup_parent,
+        log_dir=str(log_root / kubelet.log_directory_name(pod, uid)),
+        sandbox_id=sandbox_id,
+        netns_path=detail.netns_path,
+        created_at=datetime.now(UTC),
+    )
+    _save(lab, record)
+    return record
+
+
+def start_container(
+    cri: CriClient,
+    pod: kubelet.Pod,
+    uid: str,
+    sandbox: StartedSandbox,
+    container: kubelet.Container,
+    image_id: str,
+    restart_count: int,
+    lab: Path | None,
+) -> str:
+    """CreateContainer + StartContainer (restart_count: this start's attempt number)."""
+    config = _container_config(cri, pod, uid, container, image_id, restart_count)
+    container_id = cri.create_container(sandbox.record.sandbox_id or "", config, sandbox.config)
+    record = sandbox.record.model_copy(
+        update={"containers": {**sandbox.record.containers, container.name: container_id}}
+    )
+    _save(lab, record)
+    cri.start_container(container_id)
+    return container_id
 
 
 def _namespace_options(cri: CriClient) -> Any:
@@ -402,13 +242,20 @@ def _linux_resources(cri: CriClient, resources: kubelet.ContainerResources) -> A
     )
 
 
-def _sandbox_config(
-    cri: CriClient, pod: kubelet.Pod, uid: str, cgroup_parent: str, log_dir: Path
+def sandbox_config(
+    cri: CriClient,
+    pod: kubelet.Pod,
+    uid: str,
+    cgroup_parent: str,
+    log_dir: Path,
+    attempt: int = 0,
 ) -> Any:
+    """The PodSandboxConfig a kubelet sends (generatePodSandboxConfig); the same for a
+    running sandbox whenever it is computed again, so a restarted kubelet can use it."""
     api = cri.api
     return api.PodSandboxConfig(
         metadata=api.PodSandboxMetadata(
-            name=pod.metadata.name, namespace=pod.metadata.namespace, uid=uid, attempt=0
+            name=pod.metadata.name, namespace=pod.metadata.namespace, uid=uid, attempt=attempt
         ),
         hostname=pod.spec.hostname or pod.metadata.name,
         log_directory=str(log_dir),
@@ -425,22 +272,28 @@ def _sandbox_config(
 
 
 def _container_config(
-    cri: CriClient, pod: kubelet.Pod, uid: str, container: kubelet.Container, memory: int
+    cri: CriClient,
+    pod: kubelet.Pod,
+    uid: str,
+    container: kubelet.Container,
+    image_id: str,
+    restart_count: int,
 ) -> Any:
     api = cri.api
-    image_id = cri.image_id(container.image) or container.image
+    resources = kubelet.container_resources(pod, container, _memory_capacity())
     return api.ContainerConfig(
-        metadata=api.ContainerMetadata(name=container.name, attempt=0),
+        metadata=api.ContainerMetadata(name=container.name, attempt=restart_count),
         image=api.ImageSpec(image=image_id, user_specified_image=container.image),
         command=container.command,
         args=container.args,
         working_dir=container.working_dir or "",
-        envs=[api.KeyValue(key=env.name, value=env.value) for env in container.env],
+        # CRI runtime.v1 (0.36) carries env values as bytes.
+        envs=[api.KeyValue(key=env.name, value=env.value.encode()) for env in container.env],
         labels=kubelet.container_labels(pod, uid, container),
-        annotations=kubelet.container_annotations(pod, container),
-        log_path=kubelet.container_log_path(container),
+        annotations=kubelet.container_annotations(pod, container, restart_count),
+        log_path=kubelet.container_log_path(container, restart_count),
         linux=api.LinuxContainerConfig(
-            resources=_linux_resources(cri, kubelet.container_resources(pod, container, memory)),
+            resources=_linux_resources(cri, resources),
             security_context=api.LinuxContainerSecurityContext(
                 namespace_options=_namespace_options(cri),
                 masked_paths=list(kubelet.DEFAULT_MASKED_PATHS),
@@ -634,16 +487,15 @@ def _view(cri: CriClient, sandbox: Sandbox) -> PodView:
                 exit_code=status.exit_code if status.state == "CONTAINER_EXITED" else None,
                 pid=status.pid,
                 cgroup=f"{detail.cgroup_parent}/{container.id}",
+                started_ns=status.started_ns,
             )
         )
-    qos = _qos_of(detail.cgroup_parent)
     return PodView(
         namespace=sandbox.namespace,
         name=sandbox.name,
         uid=sandbox.uid,
-        phase=_phase(sandbox.ready, containers),
+        ready=sandbox.ready,
         ip=detail.ip,
-        qos_class=qos,
         cgroup_parent=detail.cgroup_parent,
         sandbox_id=sandbox.id,
         created_ns=sandbox.created_ns,
@@ -651,78 +503,26 @@ def _view(cri: CriClient, sandbox: Sandbox) -> PodView:
     )
 
 
-def _qos_of(cgroup_parent: str) -> str:
-    parts = cgroup_parent.strip("/").split("/")
-    if len(parts) == 2 and parts[0] == "kubepods":
-        return QosClass.GUARANTEED.value
-    by_name = {"burstable": QosClass.BURSTABLE, "besteffort": QosClass.BEST_EFFORT}
-    return by_name[parts[1]].value if len(parts) == 3 and parts[1] in by_name else "-"
+# --- removal -----------------------------------------------------------------------------
 
 
-def _phase(ready: bool, containers: list[ContainerView]) -> str:
-    """The pod phase a kubelet would report for containers that are never restarted."""
-    states = {c.state for c in containers}
-    if ready and states == {"RUNNING"}:
-        return "Running"
-    if containers and states == {"EXITED"}:
-        return "Succeeded" if all(c.exit_code == 0 for c in containers) else "Failed"
-    if "RUNNING" in states:
-        return "Running"
-    return "Pending" if ready else "Unknown"
-
-
-# --- delete ------------------------------------------------------------------------------
-
-
-def delete(
-    cri: CriClient,
-    namespace: str,
-    name: str,
-    lab: Path | None = None,
-    say: Say = print,
-    api: PodApi | None = None,
-) -> None:
-    sandboxes = cri.list_pod_sandboxes(_identity(namespace, name))
-    record_path = _record_path(lab, namespace, name)
-    record = (
-        PodRecord.model_validate_json(record_path.read_text()) if record_path.exists() else None
-    )
-    if not sandboxes and record is None:
-        raise UserError(f"no pod {namespace}/{name} in the lab")
-    for sandbox in sandboxes:
-        parent = cri.pod_sandbox_status(sandbox.id).cgroup_parent
-        _remove_sandbox(cri, sandbox, say)
-        _finish_removal(lab, namespace, name, sandbox.uid, parent)
-    if record is not None:
-        _remove(cri, record, lab, say)
-    if api is not None:
-        api.delete_pod(namespace, name)
-    say(f"pod {namespace}/{name} deleted")
-
-
-def delete_all(
-    cri: CriClient, lab: Path | None = None, say: Say = print, api: PodApi | None = None
-) -> None:
-    """Every pod sandbox of this containerd, then anything only our records still know;
-    with an API server, their Pod objects too."""
-    for sandbox in cri.list_pod_sandboxes():
-        delete(cri, sandbox.namespace, sandbox.name, lab, say, api)
-    for record in _records(lab):
-        _remove(cri, record, lab, say)
-        if api is not None:
-            api.delete_pod(record.namespace, record.name)
-
-
-def _remove_sandbox(cri: CriClient, sandbox: Sandbox, say: Say) -> None:
-    """As the kubelet kills a pod: containers stopped in parallel with their grace
-    period, then the sandbox stopped (network torn down) and removed."""
+def stop_sandbox(cri: CriClient, sandbox: Sandbox, grace: int | None, say: Say) -> None:
+    """As the kubelet kills a pod: its running containers stopped in parallel, each with
+    the grace period (None: the one the pod declared), then the sandbox stopped (network
+    torn down). Containers and sandbox stay, for their logs and exit codes."""
     containers = [c for c in cri.list_containers(sandbox.id) if c.state != "CONTAINER_EXITED"]
     if containers:
         say(f"pod {sandbox.namespace}/{sandbox.name}: stopping {len(containers)} container(s)")
         with ThreadPoolExecutor(max_workers=len(containers)) as pool:
-            list(pool.map(lambda c: cri.stop_container(c.id, _grace(c.annotations)), containers))
+            list(
+                pool.map(
+                    lambda c: cri.stop_container(
+                        c.id, _grace(c.annotations) if grace is None else grace
+                    ),
+                    containers,
+                )
+            )
     cri.stop_pod_sandbox(sandbox.id)
-    cri.remove_pod_sandbox(sandbox.id)
 
 
 def _grace(annotations: dict[str, str]) -> int:
@@ -730,29 +530,51 @@ def _grace(annotations: dict[str, str]) -> int:
     return int(value) if value.isdigit() else 30
 
 
-def _remove(cri: CriClient | None, record: PodRecord, lab: Path | None, say: Say) -> None:
-    """Undo one record: its sandbox through the CRI when it can, the rest by hand."""
-    if cri is not None and record.sandbox_id:
+def remove_pod(
+    cri: CriClient | None, uid: str, lab: Path | None, grace: int | None = None, say: Say = print
+) -> None:
+    """Everything of one pod: its sandboxes through the CRI (stopped with `grace`), then
+    cgroup, netns, CNI results, logs and record by hand."""
+    parents = set()  # the runtime's word for the pod cgroup counts too: a record may be lost
+    if cri is not None:
         try:
-            sandbox = next((s for s in cri.list_pod_sandboxes() if s.id == record.sandbox_id), None)
-            if sandbox is not None:
-                _remove_sandbox(cri, sandbox, say)
+            for sandbox in cri.list_pod_sandboxes(_identity(uid)):
+                parents.add(cri.pod_sandbox_status(sandbox.id).cgroup_parent)
+                stop_sandbox(cri, sandbox, grace, say)
+                cri.remove_pod_sandbox(sandbox.id)
         except CriError as error:
-            say(f"pod {record.namespace}/{record.name}: CRI failed ({error}), removing by hand")
-    _finish_removal(lab, record.namespace, record.name, record.uid, record.cgroup_parent)
-    if record.netns_path:
-        _remove_netns(Path(record.netns_path))
-    if record.sandbox_id:
-        for result in CNI_RESULTS.glob(f"*-{record.sandbox_id}-*"):
-            result.unlink(missing_ok=True)
-
-
-def _finish_removal(lab: Path | None, namespace: str, name: str, uid: str, parent: str) -> None:
-    if parent:
+            say(f"pod {uid}: CRI failed ({error}), removing by hand")
+    path = _record_path(lab, uid)
+    record = PodRecord.model_validate_json(path.read_text()) if path.exists() else None
+    for parent in sorted(parents - {""}):
         remove_pod_cgroup(parent)
+    if record is not None:
+        remove_pod_cgroup(record.cgroup_parent)
+        if record.netns_path:
+            _remove_netns(Path(record.netns_path))
+        if record.sandbox_id:
+            for result in CNI_RESULTS.glob(f"*-{record.sandbox_id}-*"):
+                result.unlink(missing_ok=True)
+        if record.log_dir:
+            shutil.rmtree(record.log_dir, ignore_errors=True)
     _forget_empty_ancestors(lab)
-    shutil.rmtree(_log_dir(lab, namespace, name, uid), ignore_errors=True)
-    _record_path(lab, namespace, name).unlink(missing_ok=True)
+    path.unlink(missing_ok=True)
+
+
+def remove_all(
+    cri: CriClient | None, lab: Path | None = None, say: Say = print, grace: int | None = 0
+) -> list[str]:
+    """Every pod this containerd runs and every pod our records list, in parallel (a
+    teardown: grace 0 kills at once). Returns the UIDs removed."""
+    uids = {record.uid for record in _records(lab)}
+    if cri is not None:
+        uids |= {sandbox.uid for sandbox in cri.list_pod_sandboxes()}
+    if not uids:
+        return []
+    say(f"removing {len(uids)} pod(s), {TEARDOWN_WORKERS} at a time")
+    with ThreadPoolExecutor(max_workers=min(TEARDOWN_WORKERS, len(uids))) as pool:
+        list(pool.map(lambda uid: remove_pod(cri, uid, lab, grace, say), sorted(uids)))
+    return sorted(uids)
 
 
 def _remove_netns(path: Path) -> None:
@@ -767,4 +589,4 @@ def clean_leftovers(lab: Path | None = None, say: Say = print) -> None:
     """After containerd is gone: whatever our records still list, removed by hand."""
     for record in _records(lab):
         say(f"pod {record.namespace}/{record.name}: removing leftovers")
-        _remove(None, record, lab, say)
+        remove_pod(None, record.uid, lab, say=say)

@@ -1,16 +1,16 @@
-"""`kernel-gossip lab pods apply|get|delete`: real pods on the lab's containerd.
+"""`kernel-gossip lab pods apply|get|delete`: clients of the lab API server, as kubectl is.
 
-apply starts the lab's containerd if it is not running (and builds/imports the lab images
-a manifest names); get and delete only talk to a running one. When the lab API server
-runs (its kubeconfig exists and it answers) or --kubeconfig names one, the Pod objects are
-created, updated and deleted there too.
+apply creates the Pod objects of a manifest and waits until the lab's kubelet runs them;
+get lists Pod objects with what the node adds (sandbox, PIDs, cgroups, from the CRI when
+the lab's containerd runs); delete deletes objects (the kubelet stops the pods with their
+grace period, then removes the objects) and waits until they are gone. `kubectl apply`,
+`kubectl run` and `kubectl delete pod` take the same road.
 """
 
 import argparse
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,27 +18,37 @@ from rich.console import Console
 from rich.table import Table
 
 from kernel_gossip import paths
+from kernel_gossip.cgroups import QosClass
+from kernel_gossip.cri import CriClient, CriError
 from kernel_gossip.errors import UserError
 from kernel_gossip.lab import apiserver, containerd, kubelet, pods
-from kernel_gossip.lab.cri import CriClient, CriError
+from kernel_gossip.lab.kubeapi import ApiStatusError, KubeClient, pod_path
+
+WAIT_SECONDS = 600.0  # a first nginx or curl pull builds the image: about a minute or two
+# A container waiting for one of these will not start without a change: apply fails.
+STUCK_REASONS = frozenset(
+    {"ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "CrashLoopBackOff"}
+)
 
 
 def register_lab(groups: Any) -> None:
     """`lab pods apply|get|delete`."""
     group = groups.add_parser(
         "pods",
-        help="real pods on the lab's containerd, started the way a kubelet starts them",
-        description="Run v1 Pod manifests on the lab's own containerd through the CRI, as a "
-        "kubelet would: pod cgroup kubepods/<qos>/pod<uid> with the pod's quota, "
-        "RunPodSandbox, CreateContainer/StartContainer with the derived CPU shares/quota.",
+        help="pods of the lab API server, run by the lab's kubelet (as kubectl does)",
+        description="Create, list and delete Pod objects in the lab API server; the lab's "
+        "kubelet runs them on the lab's containerd through the CRI (pod cgroup "
+        "kubepods/<qos>/pod<uid> with the pod's quota, RunPodSandbox, CreateContainer/"
+        "StartContainer with the derived CPU shares/quota).",
     )
     actions = group.add_subparsers(dest="lab_action", required=True, metavar="ACTION")
 
     apply = actions.add_parser(
         "apply",
-        help="run the pods of a manifest file (starts the lab's containerd if needed)",
-        description="Run every Pod in FILE (YAML, documents separated by ---). A pod that "
-        "already exists is an error: delete it first.",
+        help="create the pods of a manifest file and wait until they run",
+        description="Create every Pod in FILE (YAML, documents separated by ---) and wait "
+        "for its phase. A pod that already exists is an error: delete it first. A pod "
+        "that cannot start (an image the lab lacks, a crash loop) is deleted again.",
     )
     apply.add_argument("-f", "--filename", type=Path, required=True, metavar="FILE")
     _api_options(apply)
@@ -48,12 +58,13 @@ def register_lab(groups: Any) -> None:
     get = actions.add_parser("get", help="the lab's pods, their IPs, cgroups and containers")
     get.add_argument("name", nargs="?", help="one pod (default: all)")
     get.add_argument("-n", "--namespace", default=None, help="only this namespace")
+    _api_options(get)
     get.add_argument("--json", action="store_true", help="one JSON list")
     get.set_defaults(handler=run_get)
 
     delete = actions.add_parser(
         "delete",
-        help="stop and remove pods: containers, sandbox, network namespace, cgroups, logs",
+        help="delete pods: the kubelet stops them with their grace period; waits until gone",
     )
     delete.add_argument("names", nargs="*", metavar="NAME")
     delete.add_argument("-f", "--filename", type=Path, metavar="FILE", help="the pods of FILE")
@@ -66,49 +77,31 @@ def register_lab(groups: Any) -> None:
 def _api_options(parser: argparse.ArgumentParser) -> None:
     default = apiserver.default_dir() / "kubeconfig"
     parser.add_argument(
-        "--kubeconfig",
-        type=Path,
-        help=f"also keep Pod objects in this API server (default: {default} when it answers)",
+        "--kubeconfig", type=Path, help=f"the API server (default: the lab's, {default})"
     )
-    parser.add_argument("--no-api", action="store_true", help="pods only, no Pod objects")
 
 
 def _say(message: str) -> None:
     print(f"[lab pods] {message}", file=sys.stderr, flush=True)
 
 
-def _pod_api(args: argparse.Namespace) -> pods.KubePodApi | None:
-    if args.no_api:
+def _client(args: argparse.Namespace) -> KubeClient | None:
+    """The API server's client; None when the lab's is not running (no --kubeconfig)."""
+    kubeconfig = args.kubeconfig or apiserver.default_dir() / "kubeconfig"
+    if args.kubeconfig is None and not kubeconfig.is_file():
         return None
-    if args.kubeconfig is not None:
-        api = pods.KubePodApi(args.kubeconfig)
-        if not api.ready():
-            raise UserError(f"the API server of {args.kubeconfig} ({api.server}) does not answer")
-        return api
-    default = apiserver.default_dir() / "kubeconfig"
-    if not default.is_file():
-        return None
-    api = pods.KubePodApi(default)
-    if not api.ready():
-        _say(f"the lab API server ({api.server}) does not answer: no Pod objects")
-        return None
-    return api
+    client = KubeClient(kubeconfig)
+    return client if client.ready() else None
 
 
-@contextmanager
-def _running_cri() -> Iterator[CriClient]:
-    """The running lab containerd's CRI; a one-line error when it is not running."""
-    where = containerd.layout()
-    if containerd.running_pid(where) is None:
+def _required_client(args: argparse.Namespace) -> KubeClient:
+    client = _client(args)
+    if client is None:
         raise UserError(
-            f"the lab's containerd is not running (lab dir {paths.lab_dir()}): "
-            "`kernel-gossip lab pods apply` starts it"
+            f"the lab API server is not running (lab dir {paths.lab_dir()}): "
+            "`kernel-gossip lab up` starts the lab"
         )
-    try:
-        with CriClient(where.socket) as cri:
-            yield cri
-    except CriError as error:
-        raise UserError(f"CRI: {error}") from None
+    return client
 
 
 def _manifests(path: Path) -> list[kubelet.Pod]:
@@ -124,32 +117,101 @@ def _manifests(path: Path) -> list[kubelet.Pod]:
 
 def run_apply(args: argparse.Namespace) -> int:
     manifests = _manifests(args.filename)
-    api = _pod_api(args)
-    socket = containerd.start_containerd(say=_say)
+    client = _required_client(args)
+    created: list[kubelet.Pod] = []
     try:
-        with CriClient(socket) as cri:
-            views = pods.apply(manifests, cri, socket, say=_say, api=api)
-    except CriError as error:
-        raise UserError(f"CRI: {error}") from None
-    _print(views, args.json)
+        for pod in manifests:
+            body = pod.model_dump(by_alias=True, exclude_defaults=True)
+            try:
+                client.request("POST", pod_path(pod.metadata.namespace), body)
+            except ApiStatusError as error:
+                if error.status == 409:
+                    raise UserError(f"pod {pod.key} already exists: delete it first") from None
+                raise
+            created.append(pod)
+            _say(f"pod {pod.key} created")
+        stored = [_wait_started(client, pod) for pod in manifests]
+    except UserError:
+        for pod in created:
+            _delete(client, pod.metadata.namespace, pod.metadata.name)
+        raise
+    _print(views(stored, _node_views()), args.json)
     return 0
 
 
+def _wait_started(client: KubeClient, pod: kubelet.Pod) -> dict[str, Any]:
+    """The Pod object once it runs (every container ready) or has ended; UserError when a
+    container waits for something that will not come (an image the lab lacks, a crash)."""
+    path = pod_path(pod.metadata.namespace, pod.metadata.name)
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        stored: dict[str, Any] = client.request("GET", path)
+        status = stored.get("status", {})
+        containers = status.get("containerStatuses", [])
+        if status.get("phase") in ("Succeeded", "Failed"):
+            if status.get("reason"):
+                raise UserError(f"pod {pod.key} did not start: {status.get('message', '')}")
+            return stored
+        if (
+            status.get("phase") == "Running"
+            and containers
+            and all(c.get("ready") for c in containers)
+        ):
+            return stored
+        for container in containers:
+            waiting = container.get("state", {}).get("waiting", {})
+            if waiting.get("reason") in STUCK_REASONS:
+                raise UserError(
+                    f"pod {pod.key} did not start: container {container['name']}: "
+                    f"{waiting['reason']}: {waiting.get('message', '')}"
+                )
+        time.sleep(0.5)
+    raise UserError(f"pod {pod.key} did not start within {WAIT_SECONDS:.0f} s")
+
+
+def _delete(client: KubeClient, namespace: str, name: str) -> bool:
+    """DELETE (graceful: the kubelet stops the pod, then removes the object), then wait
+    until the object is gone. False when there was none."""
+    path = pod_path(namespace, name)
+    try:
+        uid = client.request("GET", path)["metadata"]["uid"]
+        client.request("DELETE", path, {"preconditions": {"uid": uid}})
+    except ApiStatusError as error:
+        if error.status == 404:
+            return False
+        raise
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            current = client.request("GET", path)
+        except ApiStatusError as error:
+            if error.status == 404:
+                return True
+            raise
+        if current["metadata"]["uid"] != uid:
+            return True
+        time.sleep(0.3)
+    raise UserError(f"pod {namespace}/{name} was not removed within {WAIT_SECONDS:.0f} s")
+
+
+def _list(client: KubeClient | None, namespace: str | None) -> list[dict[str, Any]]:
+    if client is None:
+        return []
+    path = pod_path(namespace) if namespace else "/api/v1/pods"
+    items: list[dict[str, Any]] = client.request("GET", path).get("items", [])
+    return sorted(items, key=lambda p: (p["metadata"]["namespace"], p["metadata"]["name"]))
+
+
 def run_get(args: argparse.Namespace) -> int:
-    where = containerd.layout()
-    if containerd.running_pid(where) is None:
-        _say("the lab's containerd is not running: no pods")
-        views: list[pods.PodView] = []
-    else:
-        with _running_cri() as cri:
-            views = pods.get(cri)
-    if args.namespace is not None:
-        views = [view for view in views if view.namespace == args.namespace]
+    client = _client(args)
+    if client is None:
+        _say("the lab API server is not running: no pods")
+    stored = _list(client, args.namespace)
     if args.name is not None:
-        views = [view for view in views if view.name == args.name]
-        if not views:
+        stored = [item for item in stored if item["metadata"]["name"] == args.name]
+        if not stored:
             raise UserError(f"no pod {args.name} in the lab")
-    _print(views, args.json)
+    _print(views(stored, _node_views()), args.json)
     return 0
 
 
@@ -157,36 +219,102 @@ def run_delete(args: argparse.Namespace) -> int:
     chosen = sum((bool(args.names), args.filename is not None, args.all))
     if chosen != 1:
         raise UserError("name the pods to delete: NAME..., -f FILE or --all (one of them)")
-    api = _pod_api(args)
-    with _running_cri() as cri:
-        if args.all:
-            targets = [(view.namespace, view.name) for view in pods.get(cri)]
-        elif args.filename is not None:
-            targets = [(p.metadata.namespace, p.metadata.name) for p in _manifests(args.filename)]
-        else:
-            targets = [(args.namespace, name) for name in args.names]
-        for namespace, name in targets:
-            pods.delete(cri, namespace, name, say=_say, api=api)
+    if args.filename is not None:
+        targets = [(p.metadata.namespace, p.metadata.name) for p in _manifests(args.filename)]
+    client = _required_client(args)
+    if args.all:
+        targets = [(i["metadata"]["namespace"], i["metadata"]["name"]) for i in _list(client, None)]
+    elif not args.filename:
+        targets = [(args.namespace, name) for name in args.names]
+    for namespace, name in targets:
+        if not _delete(client, namespace, name):
+            raise UserError(f"no pod {namespace}/{name} in the lab")
+        _say(f"pod {namespace}/{name} deleted")
     return 0
 
 
-def _print(views: list[pods.PodView], as_json: bool) -> None:
+def _node_views() -> dict[str, pods.PodView]:
+    """The CRI's sandboxes by pod UID (for PIDs and sandbox IDs), when containerd runs."""
+    where = containerd.layout()
+    if containerd.running_pid(where) is None:
+        return {}
+    try:
+        with CriClient(where.socket) as cri:
+            return {view.uid: view for view in pods.get(cri) if view.ready}
+    except CriError as error:
+        _say(f"the lab's containerd did not answer ({error}): no PIDs")
+        return {}
+
+
+_STATES = {"running": "RUNNING", "terminated": "EXITED", "waiting": "WAITING"}
+
+
+def views(stored: list[dict[str, Any]], node: dict[str, pods.PodView]) -> list[dict[str, Any]]:
+    """`lab pods get --json`: each Pod object's status with the node's side of it (the
+    CRI's sandboxes by pod UID: sandbox ID, PIDs). Pure."""
+    result = []
+    for item in stored:
+        meta, status = item["metadata"], item.get("status", {})
+        uid = meta["uid"]
+        qos = status.get("qosClass")
+        parent = kubelet.pod_cgroup_parent(QosClass(qos), uid) if qos else ""
+        sandbox = node.get(uid)
+        pids = {c.id: c.pid for c in sandbox.containers} if sandbox else {}
+        containers = []
+        for entry in status.get("containerStatuses", []):
+            states: dict[str, dict[str, Any]] = entry.get("state") or {"waiting": {}}
+            state_name, state = next(iter(states.items()))
+            container_id = entry.get("containerID", "").removeprefix("containerd://")
+            containers.append(
+                {
+                    "name": entry["name"],
+                    "containerID": container_id or None,
+                    "image": entry.get("image"),
+                    "imageID": entry.get("imageID"),
+                    "state": _STATES.get(state_name, state_name.upper()),
+                    "reason": state.get("reason"),
+                    "exitCode": state.get("exitCode"),
+                    "restartCount": entry.get("restartCount", 0),
+                    "pid": pids.get(container_id),
+                    "cgroup": f"{parent}/{container_id}" if container_id else None,
+                }
+            )
+        result.append(
+            {
+                "namespace": meta["namespace"],
+                "name": meta["name"],
+                "uid": uid,
+                "phase": status.get("phase", "Pending"),
+                "podIP": status.get("podIP", ""),
+                "qosClass": qos,
+                "cgroupParent": parent,
+                "sandboxId": sandbox.sandbox_id if sandbox else None,
+                "nodeName": item.get("spec", {}).get("nodeName", ""),
+                "containers": containers,
+            }
+        )
+    return result
+
+
+def _print(shown: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
-        print(json.dumps([view.as_json() for view in views]))
+        print(json.dumps(shown, allow_nan=False))
         return
     table = Table(box=None, header_style="bold")
     for column in ("NAMESPACE", "NAME", "PHASE", "IP", "QOS", "CONTAINERS", "POD CGROUP"):
         table.add_column(column, no_wrap=column == "POD CGROUP")
-    for view in views:
-        containers = ", ".join(f"{c.name} {c.state.lower()}" for c in view.containers)
+    for view in shown:
+        containers = ", ".join(
+            f"{c['name']} {(c['reason'] or c['state']).lower()}" for c in view["containers"]
+        )
         table.add_row(
-            view.namespace,
-            view.name,
-            view.phase,
-            view.ip,
-            view.qos_class,
+            view["namespace"],
+            view["name"],
+            view["phase"],
+            view["podIP"],
+            view["qosClass"] or "-",
             containers,
-            view.cgroup_parent,
+            view["cgroupParent"],
         )
     console = Console() if sys.stdout.isatty() else Console(width=1000)
     console.print(table)

@@ -7,11 +7,15 @@ directory or its config file).
 """
 
 import contextlib
+import http.server
 import os
 import signal
 import subprocess
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 KILL_WAIT_SECONDS = 10.0
 
@@ -70,3 +74,30 @@ def terminate(pid: int, timeout: float) -> bool:
                 return True
             time.sleep(0.05)
     return _gone(pid)
+
+
+def serve_healthz(
+    healthy: Callable[[], bool], host: str, port: int
+) -> http.server.ThreadingHTTPServer:
+    """/healthz of a lab component, as its real counterpart answers: 200 "ok" when
+    healthy() says so, else 503; served from a daemon thread."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path != "/healthz":
+                self.send_error(404)
+                return
+            ok = healthy()
+            body = b"ok" if ok else b"not ready"
+            self.send_response(200 if ok else 503)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Quiet: a probe every few seconds is no news."""
+
+    server = http.server.ThreadingHTTPServer((host, port), Handler)
+    threading.Thread(target=server.serve_forever, name="healthz", daemon=True).start()
+    return server

@@ -1,10 +1,14 @@
 """`kernel-gossip lab up|down|status`: the whole single-node lab on this machine.
 
-Up, in order: the lab API server (with the CRDs), containerd with CNI, the operator
-(webhook on 127.0.0.1, a token of its own) and the agent (watching this node, reporting
-to that webhook). Each step is idempotent: what runs already is kept. Down stops them in
-the reverse order, removing the lab's pods first, and leaves no process, cgroup, netns
-or bridge behind. Operator and agent run detached, with pid and log files in the lab dir.
+Up, in order: the lab API server (with the CRDs), containerd with CNI, the lab's kubelet
+(this host as a Node, running the Pods the API server holds), the lab's controller-manager
+(Deployments, ReplicaSets, garbage collection, HPAs), the operator (webhook on 127.0.0.1,
+a token of its own), the agent (watching this node, reporting to that webhook) and the
+metrics-server stand-in (the Metrics API, `kubectl top`). Each step is idempotent: what
+runs already is kept. Down stops them in the reverse order and, being a teardown, removes
+every pod at once (in parallel, no grace period) and their Pod objects; it leaves no
+process, cgroup, netns or bridge behind. Kubelet, controller-manager, operator, agent and
+metrics-server run detached, with pid and log files in the lab dir.
 """
 
 import json
@@ -15,15 +19,15 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from kernel_gossip import paths
 from kernel_gossip.errors import UserError
-from kernel_gossip.lab import apiserver, containerd, pods, processes
-from kernel_gossip.lab.cri import CriClient, CriError
+from kernel_gossip.lab import apiserver, containerd, kubelet_status, metrics, processes
+from kernel_gossip.lab.kubeapi import ApiStatusError, KubeClient, pod_path
 
 Say = Callable[[str], None]
 
@@ -73,9 +77,15 @@ def _ports(where: StackLayout) -> dict[str, int]:
         known: dict[str, int] = json.loads(where.ports.read_text())
     except (FileNotFoundError, ValueError):
         known = {}
-    for name in ("operator", "agentMetrics"):
+    for name in (
+        "operator",
+        "agentMetrics",
+        "kubeletHealthz",
+        "metricsServer",
+        "controllerManagerHealthz",
+    ):
         known.setdefault(name, _free_port())
-    where.ports.write_text(json.dumps(known) + "\n")
+    where.ports.write_text(json.dumps(known, allow_nan=False) + "\n")
     return known
 
 
@@ -172,7 +182,7 @@ def _start_agent(
         "--interval",
         str(AGENT_INTERVAL_SECONDS),
         "--node",
-        socket.gethostname().lower(),
+        node_name(),
         "--spool-dir",
         str(where.spool),
         "--cri-socket",
@@ -187,18 +197,115 @@ def _start_agent(
     )
 
 
-def up(lab: Path | None = None, say: Say = print) -> dict[str, Any]:
+def _start_kubelet(
+    where: StackLayout, api: apiserver.LabApi, cri_socket: Path, port: int, say: Say
+) -> str:
+    url = f"http://127.0.0.1:{port}"
+    command = [
+        KERNEL_GOSSIP,
+        "lab",
+        "kubelet",
+        "--kubeconfig",
+        str(api.kubeconfig),
+        "--cri-socket",
+        str(cri_socket),
+        "--pod-log-root",
+        str(api.pod_log_root),  # where the API server reads pods/log from
+        "--healthz-address",
+        f"127.0.0.1:{port}",
+        "--lab-dir",
+        str(where.lab),
+    ]
+    announce = f"starting the kubelet (node {node_name()}, healthz {url})"
+    return _ensure_running(
+        where, "kubelet", url, command, lambda status: status == 200, say, announce
+    )
+
+
+def _start_controller_manager(where: StackLayout, kubeconfig: Path, port: int, say: Say) -> str:
+    url = f"http://127.0.0.1:{port}"
+    command = [
+        KERNEL_GOSSIP,
+        "lab",
+        "controller-manager",
+        "--kubeconfig",
+        str(kubeconfig),
+        "--healthz-address",
+        f"127.0.0.1:{port}",
+    ]
+    announce = f"starting the controller-manager (healthz {url})"
+    return _ensure_running(
+        where, "controller-manager", url, command, lambda status: status == 200, say, announce
+    )
+
+
+def _start_metrics_server(
+    where: StackLayout,
+    kubeconfig: Path,
+    cri_socket: Path,
+    port: int,
+    resolution_ns: int,
+    say: Say,
+) -> str:
+    url = f"http://127.0.0.1:{port}"
+    resolution = metrics.go_duration(resolution_ns)
+    command = [
+        KERNEL_GOSSIP,
+        "lab",
+        "metrics-server",
+        "--kubeconfig",
+        str(kubeconfig),
+        "--cri-socket",
+        str(cri_socket),
+        "--node",
+        node_name(),
+        "--metric-resolution",
+        resolution,
+        "--health-address",
+        f"127.0.0.1:{port}",
+    ]
+    announce = f"starting the metrics-server (every {resolution}, health {url})"
+    # /healthz answers 503 until the first cycle completes; any answer means it serves.
+    return _ensure_running(
+        where, "metrics-server", url, command, lambda status: status is not None, say, announce
+    )
+
+
+def node_name() -> str:
+    return kubelet_status.node_name(socket.gethostname())
+
+
+def up_node(lab: Path | None = None, say: Say = print) -> tuple[Path, Path]:
+    """The node and its control plane: API server, containerd, kubelet and controller-manager;
+    (kubeconfig, CRI socket)."""
+    where = stack_layout(lab)
+    where.lab.mkdir(parents=True, exist_ok=True)
+    ports = _ports(where)
+    api = apiserver.start(api_dir(where), progress=say)
+    socket_path = containerd.start_containerd(where.lab, say)
+    _start_kubelet(where, api, socket_path, ports["kubeletHealthz"], say)
+    _start_controller_manager(where, api.kubeconfig, ports["controllerManagerHealthz"], say)
+    return api.kubeconfig, socket_path
+
+
+def up(
+    lab: Path | None = None,
+    say: Say = print,
+    metric_resolution_ns: int = metrics.DEFAULT_METRIC_RESOLUTION_NS,
+) -> dict[str, Any]:
     """Bring every part up (what runs is kept); returns status()."""
     where = stack_layout(lab)
     where.lab.mkdir(parents=True, exist_ok=True)
     if not where.token.exists():
         where.token.write_text(secrets.token_urlsafe(32) + "\n")
         where.token.chmod(0o600)
+    kubeconfig, socket_path = up_node(lab, say)
     ports = _ports(where)
-    api = apiserver.start(api_dir(where), progress=say)
-    socket_path = containerd.start_containerd(where.lab, say)
-    operator_url = _start_operator(where, api.kubeconfig, ports["operator"], say)
+    operator_url = _start_operator(where, kubeconfig, ports["operator"], say)
     _start_agent(where, operator_url, socket_path, ports["agentMetrics"], say)
+    _start_metrics_server(
+        where, kubeconfig, socket_path, ports["metricsServer"], metric_resolution_ns, say
+    )
     return status(lab)
 
 
@@ -216,23 +323,66 @@ def _stop(where: StackLayout, name: str, say: Say) -> None:
 
 
 def down(lab: Path | None = None, say: Say = print) -> None:
-    """Stop everything and remove the lab's pods; idempotent. Data (etcd, images, spool)
-    stays for the next `lab up`."""
+    """Stop everything and remove the lab's pods and Pod objects at once (a teardown: no
+    grace period, in parallel); idempotent. Data (etcd, images, spool) stays for the next
+    `lab up`."""
     where = stack_layout(lab)
-    _stop(where, "agent", say)
-    _stop(where, "operator", say)
-    cri_layout = containerd.layout(where.lab)
-    kubeconfig = api_dir(where) / "kubeconfig"
-    pod_api = pods.KubePodApi(kubeconfig) if apiserver.running_server(api_dir(where)) else None
-    if containerd.running_pid(cri_layout) is not None:
-        try:
-            with CriClient(cri_layout.socket) as cri:
-                pods.delete_all(cri, where.lab, say, pod_api)
-        except CriError as error:
-            say(f"could not list the lab's pods ({error}); removing what is left")
-    pods.clean_leftovers(where.lab, say)
+    for name in ("metrics-server", "agent", "operator", "controller-manager", "kubelet"):
+        _stop(where, name, say)
+    if apiserver.running_server(api_dir(where)):
+        _delete_pod_objects(KubeClient(api_dir(where) / "kubeconfig"), say)
     containerd.stop_containerd(where.lab, say)
     apiserver.stop(api_dir(where))
+
+
+def _delete_pod_objects(client: KubeClient, say: Say) -> None:
+    """Every Pod object of the lab's node (or of none), deleted with gracePeriodSeconds 0:
+    the kubelet is stopped, so nothing would finish a graceful deletion."""
+    listed = client.request("GET", "/api/v1/pods").get("items", [])
+    ours = [p for p in listed if p.get("spec", {}).get("nodeName", "") in ("", node_name())]
+    if ours:
+        say(f"deleting {len(ours)} Pod object(s)")
+    body = {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0}
+    for item in ours:
+        meta = item["metadata"]
+        try:
+            client.request("DELETE", pod_path(meta["namespace"], meta["name"]), body)
+        except ApiStatusError as error:
+            if error.status != 404:
+                raise
+
+
+@dataclass(frozen=True)
+class LabNode:
+    """A running node (API server, containerd, kubelet) as tests reach it."""
+
+    lab: Path
+    kubeconfig: Path
+    socket: Path
+
+    @property
+    def kubectl(self) -> Path:
+        return api_dir(stack_layout(self.lab)) / "bin" / "kubectl"
+
+
+def serve_node_for_tests(lab: Path, missing: Callable[[bool, str], None]) -> Iterator[LabNode]:
+    """The pytest fixture lab_node: a node in a lab directory of its own, brought down
+    (`lab down`) at the end. A failure to come up is reported to missing(False, reason),
+    which fails in CI and skips elsewhere."""
+
+    def progress(message: str) -> None:
+        print(f"[lab node] {message}", file=sys.__stderr__, flush=True)
+
+    try:
+        kubeconfig, socket_path = up_node(lab, progress)
+    except UserError as error:
+        down(lab, progress)
+        missing(False, f"the lab's node did not come up: {error}")
+        raise
+    try:
+        yield LabNode(lab.resolve(), kubeconfig, socket_path)
+    finally:
+        down(lab, progress)
 
 
 def status(lab: Path | None = None) -> dict[str, Any]:
@@ -245,17 +395,32 @@ def status(lab: Path | None = None) -> dict[str, Any]:
     running = {
         "apiserver": server is not None,
         "containerd": containerd.running_pid(cri_layout) is not None,
+        "kubelet": running_pid(where, "kubelet") is not None,
+        "controller-manager": running_pid(where, "controller-manager") is not None,
         "operator": running_pid(where, "operator") is not None,
         "agent": running_pid(where, "agent") is not None,
+        "metrics-server": running_pid(where, "metrics-server") is not None,
     }
     return {
         "up": all(running.values()),
         "kubeconfig": str(api / "kubeconfig") if running["apiserver"] else None,
         "apiServer": server,
         "containerdSocket": str(cri_layout.socket) if running["containerd"] else None,
+        "nodeName": node_name() if running["kubelet"] else None,
+        "kubeletHealthzUrl": (
+            f"http://127.0.0.1:{ports['kubeletHealthz']}/healthz" if running["kubelet"] else None
+        ),
+        "controllerManagerHealthzUrl": (
+            f"http://127.0.0.1:{ports['controllerManagerHealthz']}/healthz"
+            if running["controller-manager"]
+            else None
+        ),
         "operatorUrl": f"http://127.0.0.1:{ports['operator']}" if running["operator"] else None,
         "agentMetricsUrl": (
             f"http://127.0.0.1:{ports['agentMetrics']}" if running["agent"] else None
+        ),
+        "metricsServerUrl": (
+            f"http://127.0.0.1:{ports['metricsServer']}" if running["metrics-server"] else None
         ),
         "webhookTokenFile": str(where.token) if where.token.exists() else None,
         "labDir": str(where.lab),

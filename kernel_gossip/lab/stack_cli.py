@@ -5,30 +5,42 @@ import json
 import sys
 from typing import Any
 
-from kernel_gossip.lab import stack
+from kernel_gossip.lab import metrics, stack
+from kernel_gossip.lab.metrics_cli import metric_resolution
 
 
 def register_lab(groups: Any) -> None:
     """The lab directory is paths.lab_dir() (KERNEL_GOSSIP_LAB_DIR), as for `lab pods`."""
     up = groups.add_parser(
         "up",
-        help="the whole lab: API server, containerd, operator, agent",
+        help="the whole lab: API server, containerd, kubelet, operator, agent, metrics-server",
         description="Bring the single-node lab up (what runs already is kept) and print its "
         "status as one JSON line. The first run builds the API server and the images "
         "(minutes, with progress); later ones take seconds.",
     )
+    up.add_argument(
+        "--metric-resolution",
+        type=metric_resolution,
+        default=metrics.DEFAULT_METRIC_RESOLUTION_NS,
+        metavar="DURATION",
+        help="the metrics-server's scrape interval, a Go duration >= 10s (default "
+        f"{metrics.go_duration(metrics.DEFAULT_METRIC_RESOLUTION_NS)}); kept while it runs",
+    )
     down = groups.add_parser(
         "down",
         help="stop the lab and remove its pods (idempotent)",
-        description="Stop the agent, the operator, the lab's pods, containerd and the API "
-        "server. Data (etcd, images, the agent's spool) stays for the next `lab up`.",
+        description="Stop the metrics-server, the agent, the operator and the kubelet, remove "
+        "every pod at once (in parallel, no grace period: a teardown) with its Pod object, then "
+        "stop containerd and the API server. Data (etcd, images, the agent's spool) stays for "
+        "the next `lab up`.",
     )
     status = groups.add_parser(
         "status",
         help="where each part of the lab is reached, and whether it runs",
         description="Where each part of the lab is reached: kubeconfig, apiServer, "
-        "containerdSocket, operatorUrl, agentMetricsUrl, webhookTokenFile, labDir "
-        "(null: not running).",
+        "containerdSocket, nodeName, kubeletHealthzUrl, operatorUrl, agentMetricsUrl, "
+        "metricsServerUrl, webhookTokenFile, labDir (null: not running), and components (each "
+        "part, running).",
     )
     status.add_argument("--json", action="store_true", help="one JSON object")
     for parser, handler in ((up, run_up), (down, run_down), (status, run_status)):
@@ -40,7 +52,9 @@ def _say(message: str) -> None:
 
 
 def run_up(args: argparse.Namespace) -> int:
-    print(json.dumps(stack.up(say=_say)))
+    print(
+        json.dumps(stack.up(say=_say, metric_resolution_ns=args.metric_resolution), allow_nan=False)
+    )
     return 0
 
 
@@ -53,7 +67,7 @@ def run_down(args: argparse.Namespace) -> int:
 def run_status(args: argparse.Namespace) -> int:
     state = stack.status()
     if args.json:
-        print(json.dumps(state))
+        print(json.dumps(state, allow_nan=False))
     else:
         width = max(len(key) for key in state)
         for key, value in state.items():

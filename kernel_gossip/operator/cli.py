@@ -2,14 +2,16 @@
 
 import argparse
 import asyncio
-import re
 from pathlib import Path
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
+
 from kernel_gossip.analysis import Thresholds
 from kernel_gossip.errors import UserError
+from kernel_gossip.payloads import NamespaceName
 
-DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+NAMESPACE_NAME = TypeAdapter[str](NamespaceName)
 
 
 def register(commands: Any) -> None:
@@ -46,6 +48,15 @@ def register(commands: Any) -> None:
         help="accept signals without a token (logs a warning; for a talk demo only)",
     )
     parser.add_argument(
+        "--tls-cert-file",
+        type=Path,
+        metavar="F",
+        help="serve the webhook over HTTPS with this certificate (PEM, chain first)",
+    )
+    parser.add_argument(
+        "--tls-key-file", type=Path, metavar="F", help="the certificate's private key (PEM)"
+    )
+    parser.add_argument(
         "--warning-percent",
         type=float,
         default=Thresholds.warning_percent,
@@ -78,9 +89,11 @@ def register(commands: Any) -> None:
 
 
 def namespace_name(text: str) -> str:
-    if not DNS_LABEL.match(text):
-        raise argparse.ArgumentTypeError(f"not a namespace name (DNS label): {text!r}")
-    return text
+    """The payload model's own rule (whole string: no trailing newline slips through)."""
+    try:
+        return NAMESPACE_NAME.validate_python(text)
+    except ValidationError:
+        raise argparse.ArgumentTypeError(f"not a namespace name (DNS label): {text!r}") from None
 
 
 def port_number(text: str) -> int:
@@ -107,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
         )
     except ValueError as error:
         raise UserError(str(error)) from None
+    if (args.tls_cert_file is None) != (args.tls_key_file is None):
+        raise UserError("--tls-cert-file and --tls-key-file go together")
     config = OperatorConfig(
         kubeconfig=args.kubeconfig,
         namespace=args.namespace,
@@ -115,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
         token_file=args.token_file,
         insecure_webhook=args.insecure_webhook,
         thresholds=thresholds,
+        tls=(args.tls_cert_file, args.tls_key_file) if args.tls_cert_file else None,
     )
     kopf.configure(verbose=args.verbose)
     asyncio.run(serve(config))

@@ -10,7 +10,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import quote
@@ -52,13 +52,20 @@ def connection_info(kubeconfig: str | None) -> kopf.ConnectionInfo:
 
 
 class KubeClient:
-    """JSON in, JSON out; errors as ApiError with the server's own message."""
+    """JSON in, JSON out; errors as ApiError with the server's own message. A 401 logs in
+    again through `relogin` (kopf's own login: the service account's token file, or the
+    kubeconfig, read afresh) and retries once, so a rotated token is picked up."""
 
-    def __init__(self, info: kopf.ConnectionInfo) -> None:
+    def __init__(
+        self,
+        info: kopf.ConnectionInfo,
+        relogin: Callable[[], kopf.ConnectionInfo] | None = None,
+    ) -> None:
         self.server = info.server.rstrip("/")
+        self._relogin = relogin
+        self._auth = info.as_http_headers()
         ssl = info.as_ssl_context() if self.server.startswith("https:") else False
         self._session = aiohttp.ClientSession(
-            headers=info.as_http_headers(),
             connector=aiohttp.TCPConnector(ssl=ssl),
             timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS),
         )
@@ -84,8 +91,24 @@ class KubeClient:
         body: Mapping[str, Any] | None = None,
         content_type: str = "application/json",
     ) -> JsonObject:
-        data = None if body is None else json.dumps(body)
-        headers = {"Content-Type": content_type, "Accept": "application/json"}
+        try:
+            return await self._request_once(method, path, body, content_type)
+        except ApiError as error:
+            if error.status != 401 or self._relogin is None:
+                raise
+            log.warning("the API server refused our credentials (401): logging in again")
+            try:
+                self._auth = self._relogin().as_http_headers()
+            except (LookupError, OSError, KeyError, kopf.LoginError) as failure:
+                log.error("cannot log in again: %s", failure)
+                raise error from None
+            return await self._request_once(method, path, body, content_type)
+
+    async def _request_once(
+        self, method: str, path: str, body: Mapping[str, Any] | None, content_type: str
+    ) -> JsonObject:
+        data = None if body is None else json.dumps(body, allow_nan=False)
+        headers = {**self._auth, "Content-Type": content_type, "Accept": "application/json"}
         started = time.perf_counter()
         async with self._session.request(
             method, self.server + path, data=data, headers=headers

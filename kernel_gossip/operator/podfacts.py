@@ -77,13 +77,29 @@ def autoscaler_for(hpas: list[JsonObject], targets: list[tuple[str, str]]) -> Sc
         status = hpa.get("status") or {}
         current = status.get("currentReplicas") or spec.get("minReplicas") or 1
         maximum = spec.get("maxReplicas") or current
+        target_percent = _cpu_utilization(spec.get("metrics"), "target")
         return ScaledWorkload(
             kind=str(target[0]),
             name=str(target[1]),
             autoscaler=str(hpa.get("metadata", {}).get("name")),
             current_replicas=int(current),
             max_replicas=int(maximum),
+            cpu_utilization_percent=_cpu_utilization(status.get("currentMetrics"), "current"),
+            cpu_target_percent=target_percent,
         )
+    return None
+
+
+def _cpu_utilization(metrics: Any, field: str) -> int | None:
+    """averageUtilization of the cpu Resource metric in spec.metrics (field "target") or
+    status.currentMetrics ("current"), as autoscaling/v2 shapes them."""
+    for metric in metrics if isinstance(metrics, list) else []:
+        source = metric.get("resource") if isinstance(metric, dict) else None
+        if metric.get("type") != "Resource" or not isinstance(source, dict):
+            continue
+        value = (source.get(field) or {}).get("averageUtilization")
+        if source.get("name") == "cpu" and isinstance(value, int):
+            return value
     return None
 
 
@@ -159,16 +175,3 @@ def pod_event(pod: JsonObject, reason: str, message: str, warning: bool) -> Json
         "lastTimestamp": now,
         "count": 1,
     }
-
-
-async def record_event(
-    client: KubeClient, pod: JsonObject, reason: str, message: str, *, warning: bool
-) -> None:
-    """Post the event; a refusal is logged, never fatal to the signal."""
-    namespace = str(pod.get("metadata", {}).get("namespace"))
-    try:
-        await client.create(
-            core_path(namespace, "events"), pod_event(pod, reason, message, warning)
-        )
-    except ApiError as error:
-        log.warning("cannot record event %s on pod %s: %s", reason, namespace, error)

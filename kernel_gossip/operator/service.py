@@ -10,7 +10,9 @@ webhook writes carry an annotation and get their status from the webhook itself.
 import base64
 import binascii
 import logging
-from dataclasses import dataclass
+import ssl
+import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from pydantic import ValidationError
 from kernel_gossip.analysis import Thresholds, birth_summary, whisper_status
 from kernel_gossip.errors import UserError
 from kernel_gossip.operator import podfacts
+from kernel_gossip.operator.events import EventRecorder
 from kernel_gossip.operator.kube import ApiError, KubeClient, connection_info, core_path
 from kernel_gossip.operator.webhook import SIGNAL_PATHS, Webhook
 from kernel_gossip.operator.writer import (
@@ -40,11 +43,14 @@ from kernel_gossip.resources import (
     PodBirthCertificateSpec,
     PodBirthCertificateStatus,
 )
+from kernel_gossip.tokens import TokenFile
 
 log = logging.getLogger("kernel_gossip.operator")
 
 TOKEN_SECRET = "kernel-gossip-webhook"
 TOKEN_KEY = "token"
+SECRET_REFRESH_SECONDS = 5.0
+"""A wrong token makes the webhook re-read the Secret at most this often."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,7 @@ class OperatorConfig:
     token_file: Path | None
     insecure_webhook: bool
     thresholds: Thresholds
+    tls: tuple[Path, Path] | None = None  # (certificate, key): HTTPS instead of HTTP
 
 
 async def serve(config: OperatorConfig) -> None:
@@ -64,38 +71,55 @@ async def serve(config: OperatorConfig) -> None:
         info = connection_info(config.kubeconfig)
     except (LookupError, OSError, KeyError, kopf.LoginError) as error:
         raise UserError(f"cannot read the cluster credentials: {error}") from None
-    async with KubeClient(info) as client:
+    async with KubeClient(info, relogin=lambda: connection_info(config.kubeconfig)) as client:
         try:
             await ensure_namespace(client, config.namespace)
-            token = await webhook_token(client, config)
+            tokens = await webhook_tokens(client, config)
         except (aiohttp.ClientError, TimeoutError, OSError) as error:
             raise UserError(f"cannot reach the API server at {info.server}: {error}") from None
-        writer = Writer(client, config.namespace, config.thresholds)
-        hook = Webhook(writer, token)
+        writer = Writer(client, config.namespace, config.thresholds, EventRecorder(client))
+        hook = Webhook(writer, tokens)
+        context = tls_context(config.tls)
         runner = web.AppRunner(hook.application(), access_log=None)
         await runner.setup()
         try:
             try:
-                await web.TCPSite(runner, config.host, config.port).start()
+                await web.TCPSite(runner, config.host, config.port, ssl_context=context).start()
             except OSError as error:
                 raise UserError(
                     f"cannot listen on {config.host}:{config.port}: {error.strerror}"
                 ) from None
             log.info(
-                "webhook listening on http://%s:%d (%s), resources go to namespace %s",
+                "webhook listening on %s://%s:%d (%s), resources go to namespace %s",
+                "https" if context else "http",
                 config.host,
                 config.port,
                 ", ".join(SIGNAL_PATHS),
                 config.namespace,
             )
             await kopf.operator(
-                registry=build_registry(info, client, config),
+                registry=build_registry(client, writer.events, config),
                 standalone=True,
                 namespaces=[config.namespace],
                 ready_flag=hook.ready,
             )
         finally:
             await runner.cleanup()
+
+
+def tls_context(files: tuple[Path, Path] | None) -> ssl.SSLContext | None:
+    """A server context (TLS 1.2 or later) from the certificate and key, or None: HTTP."""
+    if files is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(*files)
+    except (OSError, ssl.SSLError) as error:
+        raise UserError(
+            f"cannot load the TLS certificate {files[0]} / key {files[1]}: {error}"
+        ) from None
+    return context
 
 
 async def ensure_namespace(client: KubeClient, namespace: str) -> None:
@@ -112,7 +136,38 @@ async def ensure_namespace(client: KubeClient, namespace: str) -> None:
             log.warning("cannot check or create namespace %s: %s", namespace, error)
 
 
-async def webhook_token(client: KubeClient, config: OperatorConfig) -> str | None:
+@dataclass
+class FileTokens:
+    """--token-file, re-read when the file changes (a rotated Secret volume)."""
+
+    file: TokenFile
+
+    async def expected(self, refresh: bool) -> str:
+        return self.file.reload() if refresh else self.file.current()
+
+
+@dataclass
+class SecretTokens:
+    """Secret kernel-gossip-webhook, re-read (at most every few seconds) on a wrong token."""
+
+    client: KubeClient
+    namespace: str
+    token: str
+    read_at: float = field(default_factory=time.monotonic)
+
+    async def expected(self, refresh: bool) -> str:
+        if refresh and time.monotonic() - self.read_at >= SECRET_REFRESH_SECONDS:
+            self.read_at = time.monotonic()
+            try:
+                self.token = await _secret_token(self.client, self.namespace)
+            except (UserError, aiohttp.ClientError, TimeoutError, OSError) as error:
+                log.warning("cannot re-read the webhook token: %s; keeping the previous", error)
+        return self.token
+
+
+async def webhook_tokens(
+    client: KubeClient, config: OperatorConfig
+) -> FileTokens | SecretTokens | None:
     """From --token-file, else from Secret kernel-gossip-webhook (key `token`); None only
     with --insecure-webhook."""
     if config.insecure_webhook:
@@ -123,16 +178,8 @@ async def webhook_token(client: KubeClient, config: OperatorConfig) -> str | Non
         )
         return None
     if config.token_file is not None:
-        try:
-            token = config.token_file.read_text().strip()
-        except OSError as error:
-            raise UserError(
-                f"cannot read --token-file {config.token_file}: {error.strerror}"
-            ) from None
-        if not token:
-            raise UserError(f"--token-file {config.token_file} is empty")
-        return token
-    return await _secret_token(client, config.namespace)
+        return FileTokens(TokenFile(config.token_file))
+    return SecretTokens(client, config.namespace, await _secret_token(client, config.namespace))
 
 
 async def _secret_token(client: KubeClient, namespace: str) -> str:
@@ -157,15 +204,16 @@ async def _secret_token(client: KubeClient, namespace: str) -> str:
 
 
 def build_registry(
-    info: kopf.ConnectionInfo, client: KubeClient, config: OperatorConfig
+    client: KubeClient, events: EventRecorder, config: OperatorConfig
 ) -> kopf.OperatorRegistry:
-    """kopf's handlers: login with our credentials, status for hand-written resources."""
+    """kopf's handlers: login with fresh credentials (kopf logs in again on a 401, so a
+    rotated service-account token is picked up), status for hand-written resources."""
     registry = kopf.OperatorRegistry()
     by_hand = {WRITTEN_BY: kopf.ABSENT}
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
-        return info
+        return connection_info(config.kubeconfig)
 
     @kopf.on.create(
         GROUP, VERSION, WHISPERS.plural, id="status", annotations=by_hand, registry=registry
@@ -190,7 +238,7 @@ def build_registry(
         history = previous_history(dict(body.status))
         status = whisper_status(spec, facts, history, config.thresholds, datetime.now(UTC))
         patch.status.update(status.model_dump(by_alias=True, mode="json"))
-        await announce_whisper(client, str(body.metadata.name), spec, status, pod)
+        await announce_whisper(events, str(body.metadata.name), spec, status, pod)
 
     @kopf.on.create(
         GROUP, VERSION, CERTIFICATES.plural, id="status", annotations=by_hand, registry=registry

@@ -26,7 +26,9 @@ from kernel_gossip.analysis import (
     whisper_status,
 )
 from kernel_gossip.operator import podfacts
+from kernel_gossip.operator.events import EventRecorder
 from kernel_gossip.operator.kube import ApiError, JsonObject, KubeClient, group_path
+from kernel_gossip.operator.naming import certificate_name, whisper_name
 from kernel_gossip.payloads import (
     CpuThrottlePayload,
     PodCreationPayload,
@@ -39,8 +41,6 @@ from kernel_gossip.resources import (
     KernelWhisperStatus,
     PodBirthCertificateStatus,
     ThrottleReading,
-    birth_certificate_name,
-    kernel_whisper_name,
 )
 
 log = logging.getLogger("kernel_gossip.operator")
@@ -65,7 +65,18 @@ CERTIFICATES = Kind("podbirthcertificates", "PodBirthCertificate")
 
 
 class PodMismatch(Exception):
-    """The resource name is taken by a pod of the same name in another namespace."""
+    """The signal contradicts the cluster: its resource name records another pod, or the
+    pod the API has runs on another node or has another UID than the sender says."""
+
+
+def check_sender_facts(signal: CpuThrottlePayload | PodCreationPayload, pod: JsonObject) -> None:
+    """A sender may only speak of the pod as it is: its node and its UID."""
+    node = (pod.get("spec") or {}).get("nodeName")
+    if signal.node is not None and node and node != signal.node:
+        raise PodMismatch(f"pod {signal.pod_name} does not run on node {signal.node}")
+    uid = (pod.get("metadata") or {}).get("uid")
+    if signal.pod_uid is not None and uid and uid != signal.pod_uid:
+        raise PodMismatch(f"pod {signal.pod_name} has another UID than {signal.pod_uid}")
 
 
 class ConflictsExhausted(Exception):
@@ -113,7 +124,7 @@ def whisper_spec(
 
 
 async def announce_whisper(
-    client: KubeClient,
+    events: EventRecorder,
     name: str,
     spec: KernelWhisperSpec,
     status: KernelWhisperStatus,
@@ -126,8 +137,7 @@ async def announce_whisper(
         log.info("RECOMMENDATION %s: %s", name, one_line(advice))
     if pod is not None:
         headline = spec.insights[0] if spec.insights else f"{status.severity} CPU throttling"
-        await podfacts.record_event(
-            client,
+        await events.record(
             pod,
             "KernelThrottling",
             f"{headline}. {status.recommendation}",
@@ -140,6 +150,7 @@ class Writer:
     client: KubeClient
     namespace: str
     thresholds: Thresholds
+    events: EventRecorder
     _locks: "weakref.WeakValueDictionary[str, asyncio.Lock]" = field(
         default_factory=weakref.WeakValueDictionary
     )
@@ -148,6 +159,8 @@ class Writer:
         facts, pod = await podfacts.gather(
             self.client, signal.namespace, signal.pod_name, signal.container_name
         )
+        if pod is not None:
+            check_sender_facts(signal, pod)
         spec = whisper_spec(signal, facts, self.thresholds)
         concluded: list[KernelWhisperStatus] = []
 
@@ -158,26 +171,26 @@ class Writer:
             concluded.append(status)
             return dump(status)
 
-        name = kernel_whisper_name(signal.pod_name)
+        name = whisper_name(self.namespace, signal.namespace, signal.pod_name)
         written = await self._upsert(WHISPERS, name, signal.namespace, dump(spec), status_for)
-        await announce_whisper(self.client, name, spec, concluded[-1], pod)
+        await announce_whisper(self.events, name, spec, concluded[-1], pod)
         return written
 
     async def certificate(self, signal: PodCreationPayload) -> Written:
+        pod = await podfacts.find_pod(self.client, signal.namespace, signal.pod_name)
+        if pod is not None:
+            check_sender_facts(signal, pod)
         spec = birth_certificate_spec(signal)
         summary = birth_summary(spec)
 
         def status_for(_: JsonObject | None) -> JsonObject:
             return dump(PodBirthCertificateStatus(summary=summary, recorded_at=datetime.now(UTC)))
 
-        name = birth_certificate_name(signal.pod_name)
+        name = certificate_name(self.namespace, signal.namespace, signal.pod_name)
         written = await self._upsert(CERTIFICATES, name, signal.namespace, dump(spec), status_for)
         log.info("BIRTH %s: %s", name, summary)
-        pod = await podfacts.find_pod(self.client, signal.namespace, signal.pod_name)
         if pod is not None:
-            await podfacts.record_event(
-                self.client, pod, "PodBirthRecorded", summary, warning=False
-            )
+            await self.events.record(pod, "PodBirthRecorded", summary, warning=False)
         return written
 
     async def _upsert(
@@ -214,12 +227,20 @@ class Writer:
                 None,
             )
         else:
-            recorded = current.get("spec", {}).get("podNamespace")
-            if recorded not in (None, pod_namespace):
-                raise PodMismatch(
-                    f"{kind.kind} {name} already records pod {spec['podName']} of namespace "
-                    f"{recorded}; pods of the same name in two namespaces share one resource name"
+            recorded = current.get("spec", {})
+            if recorded.get("podNamespace") not in (None, pod_namespace) or recorded.get(
+                "podName"
+            ) not in (None, spec["podName"]):
+                log.error(
+                    "%s %s records pod %s/%s, not %s/%s: refused",
+                    kind.kind,
+                    name,
+                    recorded.get("podNamespace"),
+                    recorded.get("podName"),
+                    pod_namespace,
+                    spec["podName"],
                 )
+                raise PodMismatch(f"{kind.kind} {name} records another pod")
             metadata = current.get("metadata", {})
             annotations = {**(metadata.get("annotations") or {}), WRITTEN_BY: "webhook"}
             body = {**current, "metadata": {**metadata, "annotations": annotations}, "spec": spec}

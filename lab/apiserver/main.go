@@ -3,8 +3,11 @@
 // on etcd, for machines where no kube-apiserver can be installed.
 //
 // It serves CustomResourceDefinitions and their resources fully (structural schemas,
-// pruning, status subresource, watch, OpenAPI), core/v1 namespaces, events and pods as
-// plain storage, and /api and /apis discovery.
+// pruning, status subresource, watch, OpenAPI), the built-in resources a lab cluster needs
+// as kube-apiserver serves them (core/v1 namespaces, events, pods with binding, log and
+// graceful deletion, nodes, secrets, configmaps, serviceaccounts; apps/v1 deployments and
+// replicasets; autoscaling/v2 horizontalpodautoscalers; metrics.k8s.io/v1beta1 pods and
+// nodes), and /api and /apis discovery.
 //
 // LAB ONLY, NEVER EXPOSE IT: every request is an admin, and there is no admission, RBAC,
 // garbage collection or namespace lifecycle. It listens on 127.0.0.1.
@@ -18,40 +21,29 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"reflect"
 	"sort"
 
 	"github.com/spf13/pflag"
 	noopoteltrace "go.opentelemetry.io/otel/trace/noop"
 
-	corev1 "k8s.io/api/core/v1"
 	apihelpers "k8s.io/apiextensions-apiserver/pkg/apihelpers"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apiextensions-apiserver/pkg/apiserver"
 	extensionsinformers "k8s.io/apiextensions-apiserver/pkg/client/informers/externalversions/apiextensions/v1"
 	"k8s.io/apiextensions-apiserver/pkg/cmd/server/options"
 	generatedopenapi "k8s.io/apiextensions-apiserver/pkg/generated/openapi"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/runtime/serializer"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apimachinery/pkg/version"
 	"k8s.io/apiserver/pkg/authentication/authenticator"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizerfactory"
 	"k8s.io/apiserver/pkg/endpoints/discovery"
+	discoveryendpoint "k8s.io/apiserver/pkg/endpoints/discovery/aggregated"
 	openapinamer "k8s.io/apiserver/pkg/endpoints/openapi"
-	"k8s.io/apiserver/pkg/registry/generic"
-	genericregistry "k8s.io/apiserver/pkg/registry/generic/registry"
-	"k8s.io/apiserver/pkg/registry/rest"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	genericoptions "k8s.io/apiserver/pkg/server/options"
-	"k8s.io/apiserver/pkg/storage/names"
 	"k8s.io/apiserver/pkg/util/openapi"
 	"k8s.io/apiserver/pkg/util/webhook"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -79,6 +71,7 @@ func main() {
 
 	flags := pflag.NewFlagSet("lab-apiserver", pflag.ExitOnError)
 	o.AddFlags(flags)
+	flags.StringVar(&podLogRoot, "pod-log-root", "", "the directory of the kubelet's CRI pod log files (pods/log reads them)")
 	klog.InitFlags(nil)
 	flags.AddGoFlagSet(goflag.CommandLine)
 	utilruntime.Must(flags.Parse(os.Args[1:]))
@@ -98,6 +91,9 @@ func run(ctx context.Context, o *options.CustomResourceDefinitionsServerOptions)
 	}
 	if err := o.Validate(); err != nil {
 		return err
+	}
+	if podLogRoot == "" {
+		return fmt.Errorf("--pod-log-root is required: pods/log reads the CRI log files there")
 	}
 	serving := o.RecommendedOptions.SecureServing
 	if !serving.BindAddress.IsLoopback() {
@@ -124,27 +120,27 @@ func run(ctx context.Context, o *options.CustomResourceDefinitionsServerOptions)
 	config.Authentication.Authenticator = authenticator.RequestFunc(everyoneIsAdmin)
 	config.Authorization.Authorizer = authorizerfactory.NewAlwaysAllowAuthorizer()
 
-	// The core server shares everything but its types, storage and OpenAPI definitions
-	// (generated at build time by openapi-gen: server-side apply needs them).
+	// Both servers add their groups to one aggregated /apis discovery.
+	config.AggregatedDiscoveryGroupManager = discoveryendpoint.NewResourceManager("apis")
+
+	// The built-in server shares everything but its types, storage and OpenAPI
+	// definitions (generated at build time by openapi-gen: server-side apply needs them).
 	coreConfig := *config
 	coreConfig.PostStartHooks = map[string]genericapiserver.PostStartHookConfigEntry{}
-	coreConfig.Serializer = coreCodecs
+	coreConfig.Serializer = labCodecs
 	coreConfig.EnableDiscovery = false
 	coreConfig.OpenAPIV3Config = genericapiserver.DefaultOpenAPIV3Config(
-		coreopenapi.GetOpenAPIDefinitions, openapinamer.NewDefinitionNamer(coreScheme))
+		coreopenapi.GetOpenAPIDefinitions, openapinamer.NewDefinitionNamer(labScheme))
 	core, err := coreConfig.Complete().New("lab-core", genericapiserver.NewEmptyDelegate())
 	if err != nil {
 		return err
 	}
 	coreStorage := o.RecommendedOptions.Etcd.StorageConfig
 	coreStorage.Prefix = "/registry"
-	coreStorage.Codec = coreCodecs.LegacyCodec(corev1.SchemeGroupVersion)
+	coreStorage.Codec = labCodecs.LegacyCodec(servedVersions...)
 	coreStorage.StorageObjectCountTracker = config.StorageObjectCountTracker
 	coreGetter := o.RecommendedOptions.Etcd.CreateRESTOptionsGetter(
 		&genericoptions.SimpleStorageFactory{StorageConfig: coreStorage}, config.ResourceTransformers)
-	if err := installCore(core, coreGetter); err != nil {
-		return err
-	}
 
 	definitions := openapi.GetOpenAPIDefinitionsWithoutDisabledFeatures(generatedopenapi.GetOpenAPIDefinitions)
 	namer := openapinamer.NewDefinitionNamer(apiserver.Scheme, scheme.Scheme)
@@ -164,6 +160,12 @@ func run(ctx context.Context, o *options.CustomResourceDefinitionsServerOptions)
 	completed.GenericConfig.EnableDiscovery = true
 	server, err := completed.New(core)
 	if err != nil {
+		return err
+	}
+	// In a cluster kube-aggregator lists every group in /apis; here the extension server
+	// lists the built-in server's groups too.
+	core.DiscoveryGroupManager = server.GenericAPIServer.DiscoveryGroupManager
+	if err := installBuiltins(core, coreGetter); err != nil {
 		return err
 	}
 	listCRDGroups(server.Informers.Apiextensions().V1().CustomResourceDefinitions(), server.GenericAPIServer.DiscoveryGroupManager)
@@ -245,203 +247,4 @@ func listCRDGroups(crds extensionsinformers.CustomResourceDefinitionInformer, gr
 		DeleteFunc: func(any) { sync() },
 	})
 	utilruntime.Must(err)
-}
-
-// The core/v1 types, registered also as their own internal version: the generic registry
-// converts to an internal version, and for plain storage that is v1 itself.
-var (
-	coreScheme = runtime.NewScheme()
-	coreCodecs = serializer.NewCodecFactory(coreScheme)
-)
-
-// coreType is one core/v1 resource stored as is, with the field selectors clients use.
-type coreType struct {
-	plural, singular string
-	shortNames       []string
-	namespaced       bool
-	newObject        func() runtime.Object
-	newList          func() runtime.Object
-	fields           func(runtime.Object) fields.Set // beyond metadata.name/namespace
-	onCreate         func(runtime.Object)            // what the real registry resets
-	statusField      string                          // the struct field /status may change
-}
-
-var coreTypes = []coreType{
-	{
-		plural: "namespaces", singular: "namespace", shortNames: []string{"ns"},
-		newObject: func() runtime.Object { return &corev1.Namespace{} },
-		newList:   func() runtime.Object { return &corev1.NamespaceList{} },
-		fields: func(obj runtime.Object) fields.Set {
-			return fields.Set{"status.phase": string(obj.(*corev1.Namespace).Status.Phase)}
-		},
-		onCreate: func(obj runtime.Object) {
-			obj.(*corev1.Namespace).Status = corev1.NamespaceStatus{Phase: corev1.NamespaceActive}
-		},
-	},
-	{
-		plural: "events", singular: "event", shortNames: []string{"ev"}, namespaced: true,
-		newObject: func() runtime.Object { return &corev1.Event{} },
-		newList:   func() runtime.Object { return &corev1.EventList{} },
-		fields: func(obj runtime.Object) fields.Set {
-			e := obj.(*corev1.Event)
-			return fields.Set{
-				"involvedObject.kind":            e.InvolvedObject.Kind,
-				"involvedObject.namespace":       e.InvolvedObject.Namespace,
-				"involvedObject.name":            e.InvolvedObject.Name,
-				"involvedObject.uid":             string(e.InvolvedObject.UID),
-				"involvedObject.apiVersion":      e.InvolvedObject.APIVersion,
-				"involvedObject.resourceVersion": e.InvolvedObject.ResourceVersion,
-				"involvedObject.fieldPath":       e.InvolvedObject.FieldPath,
-				"reason":                         e.Reason,
-				"reportingComponent":             e.ReportingController,
-				"source":                         e.Source.Component,
-				"type":                           e.Type,
-			}
-		},
-	},
-	{
-		plural: "pods", singular: "pod", shortNames: []string{"po"}, namespaced: true,
-		newObject: func() runtime.Object { return &corev1.Pod{} },
-		newList:   func() runtime.Object { return &corev1.PodList{} },
-		fields: func(obj runtime.Object) fields.Set {
-			p := obj.(*corev1.Pod)
-			return fields.Set{"spec.nodeName": p.Spec.NodeName, "status.phase": string(p.Status.Phase)}
-		},
-		onCreate: func(obj runtime.Object) {
-			obj.(*corev1.Pod).Status = corev1.PodStatus{Phase: corev1.PodPending}
-		},
-		statusField: "Status",
-	},
-}
-
-func init() {
-	utilruntime.Must(corev1.AddToScheme(coreScheme))
-	internal := schema.GroupVersion{Version: runtime.APIVersionInternal}
-	for _, t := range coreTypes {
-		coreScheme.AddKnownTypes(internal, t.newObject(), t.newList())
-		// Lists and watches may select on these fields (kubectl describe reads events
-		// by involvedObject, a kubelet its pods by spec.nodeName).
-		selectable := t.fields(t.newObject())
-		kind := corev1.SchemeGroupVersion.WithKind(reflect.TypeOf(t.newObject()).Elem().Name())
-		utilruntime.Must(coreScheme.AddFieldLabelConversionFunc(kind, func(label, value string) (string, string, error) {
-			if _, ok := selectable[label]; ok || label == "metadata.name" || label == "metadata.namespace" {
-				return label, value, nil
-			}
-			return "", "", fmt.Errorf("field label not supported: %s", label)
-		}))
-	}
-}
-
-// installCore serves the core types under /api/v1 through the generic registry.
-func installCore(server *genericapiserver.GenericAPIServer, getter generic.RESTOptionsGetter) error {
-	group := genericapiserver.NewDefaultAPIGroupInfo("", coreScheme, metav1.ParameterCodec, coreCodecs)
-	resources := map[string]rest.Storage{}
-	for _, t := range coreTypes {
-		store := &genericregistry.Store{
-			NewFunc:                   t.newObject,
-			NewListFunc:               t.newList,
-			DefaultQualifiedResource:  corev1.Resource(t.plural),
-			SingularQualifiedResource: corev1.Resource(t.singular),
-			CreateStrategy:            plainStrategy{coreScheme, t, ""},
-			UpdateStrategy:            plainStrategy{coreScheme, t, t.statusField},
-			DeleteStrategy:            plainStrategy{coreScheme, t, ""},
-			TableConvertor:            rest.NewDefaultTableConvertor(corev1.Resource(t.plural)),
-		}
-		if err := store.CompleteWithOptions(&generic.StoreOptions{RESTOptions: getter, AttrFunc: t.attrs}); err != nil {
-			return err
-		}
-		resources[t.plural] = &namedStore{store, t.shortNames}
-		if t.statusField != "" {
-			status := *store
-			status.CreateStrategy = nil
-			status.DeleteStrategy = nil
-			status.UpdateStrategy = statusStrategy{plainStrategy{coreScheme, t, t.statusField}}
-			resources[t.plural+"/status"] = &statusREST{&status}
-		}
-	}
-	group.VersionedResourcesStorageMap["v1"] = resources
-	return server.InstallLegacyAPIGroup(genericapiserver.DefaultLegacyAPIPrefix, &group)
-}
-
-// attrs are the labels and fields a list or watch may select on.
-func (t coreType) attrs(obj runtime.Object) (labels.Set, fields.Set, error) {
-	m, err := meta.Accessor(obj)
-	if err != nil {
-		return nil, nil, err
-	}
-	set := t.fields(obj)
-	set["metadata.name"] = m.GetName()
-	if t.namespaced {
-		set["metadata.namespace"] = m.GetNamespace()
-	}
-	return labels.Set(m.GetLabels()), set, nil
-}
-
-// namedStore adds the short names kubectl resolves (ns, ev, po).
-type namedStore struct {
-	*genericregistry.Store
-	shortNames []string
-}
-
-func (s *namedStore) ShortNames() []string { return s.shortNames }
-
-// plainStrategy stores objects as given: metadata is validated by the registry itself, the
-// rest is plain storage. keep names the field an update of the main resource cannot change.
-type plainStrategy struct {
-	runtime.ObjectTyper
-	t    coreType
-	keep string
-}
-
-func (s plainStrategy) GenerateName(base string) string {
-	return names.SimpleNameGenerator.GenerateName(base)
-}
-func (s plainStrategy) NamespaceScoped() bool { return s.t.namespaced }
-func (s plainStrategy) PrepareForCreate(_ context.Context, obj runtime.Object) {
-	if s.t.onCreate != nil {
-		s.t.onCreate(obj)
-	}
-}
-func (s plainStrategy) PrepareForUpdate(_ context.Context, obj, old runtime.Object) {
-	if s.keep != "" {
-		keepField(obj, old, s.keep)
-	}
-}
-func (plainStrategy) Validate(context.Context, runtime.Object) field.ErrorList { return nil }
-func (plainStrategy) ValidateUpdate(context.Context, runtime.Object, runtime.Object) field.ErrorList {
-	return nil
-}
-func (plainStrategy) WarningsOnCreate(context.Context, runtime.Object) []string { return nil }
-func (plainStrategy) WarningsOnUpdate(context.Context, runtime.Object, runtime.Object) []string {
-	return nil
-}
-func (plainStrategy) Canonicalize(runtime.Object)    {}
-func (plainStrategy) AllowCreateOnUpdate() bool      { return false }
-func (plainStrategy) AllowUnconditionalUpdate() bool { return true }
-
-// statusStrategy lets /status change the status only: it keeps the old spec.
-type statusStrategy struct{ plainStrategy }
-
-func (s statusStrategy) PrepareForUpdate(_ context.Context, obj, old runtime.Object) {
-	keepField(obj, old, "Spec")
-}
-
-// keepField copies one top-level struct field (Spec or Status) of old into obj.
-func keepField(obj, old runtime.Object, name string) {
-	kept := reflect.ValueOf(old.DeepCopyObject()).Elem().FieldByName(name)
-	reflect.ValueOf(obj).Elem().FieldByName(name).Set(kept)
-}
-
-// statusREST is the /status subresource: get and update through the status strategy.
-type statusREST struct{ store *genericregistry.Store }
-
-func (r *statusREST) New() runtime.Object { return r.store.New() }
-func (r *statusREST) Destroy()            {}
-func (r *statusREST) Get(ctx context.Context, name string, options *metav1.GetOptions) (runtime.Object, error) {
-	return r.store.Get(ctx, name, options)
-}
-func (r *statusREST) Update(ctx context.Context, name string, objInfo rest.UpdatedObjectInfo,
-	createValidation rest.ValidateObjectFunc, updateValidation rest.ValidateObjectUpdateFunc,
-	_ bool, options *metav1.UpdateOptions) (runtime.Object, bool, error) {
-	return r.store.Update(ctx, name, objInfo, createValidation, updateValidation, false, options)
 }
