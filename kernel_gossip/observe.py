@@ -8,6 +8,7 @@ run-queue latency and involuntary switches come from bpf/runqlat.c over the same
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
@@ -138,6 +139,7 @@ class Observation:
         self.mode = probe.mode if probe else choose_key_mode(fs, targets)
         self._probe = probe or RunqueueProbe(self.mode)
         self._started = 0.0
+        self.ended_at = datetime.now(UTC)  # the wall-clock end of the last window, set by end()
         self._counters: dict[int, CpuCounters] = {}
         self._samples: dict[int, TargetSample] = {}
         self.window_samples: dict[int, TargetSample] = {}  # per target index, set by end()
@@ -167,14 +169,17 @@ class Observation:
             raise UserError(f"a cgroup disappeared while observed: {error.filename}") from None
 
     def begin(self) -> None:
-        self._counters = self._read_counters()
+        # The window is the span between the two cpu.stat reads: the clock is read right
+        # beside them, the BPF maps (slower to read under load) outside that span.
         self._samples = self._probe.sample()
+        self._counters = self._read_counters()
         self._started = time.monotonic()
 
     def end(self) -> ObserveReport:
-        window = time.monotonic() - self._started
-        samples = self._probe.sample()
         counters = self._read_counters()
+        window = time.monotonic() - self._started
+        self.ended_at = datetime.now(UTC)
+        samples = self._probe.sample()
         containers = []
         for target in self.targets:
             delta = cpu_delta(self._counters[target.index], counters[target.index], window)

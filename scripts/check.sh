@@ -9,6 +9,8 @@ bin="$repo/.venv/bin"
 echo "[check] ruff"
 "$bin/ruff" check .
 "$bin/ruff" format --check .
+echo "[check] actionlint .github/workflows/"
+"$bin/actionlint" .github/workflows/*.yml
 echo "[check] mypy kernel_gossip/"
 "$bin/mypy" kernel_gossip/
 echo "[check] pytest"

@@ -19,13 +19,22 @@ command -v apt-get >/dev/null || die "this set-up targets Debian 12 (apt-get not
 
 arch="$(dpkg --print-architecture)"
 kernel="$(uname -r)"
+# Debian 12 is the target; Ubuntu (GitHub's privileged runners, .github/workflows) names two
+# things differently: headers per kernel flavour, and containerd, which the runner already
+# has from Docker's containerd.io (installing Ubuntu's containerd would remove docker).
+distro="$(. /etc/os-release 2>/dev/null && echo "${ID:-debian}")"
 packages=(
     python3-bpfcc python3-venv python3-dev strace
-    "linux-headers-$arch"
     runc crun busybox-static
-    containerd containernetworking-plugins debootstrap iptables
+    containernetworking-plugins debootstrap iptables
     etcd-server
 )
+if [ "$distro" = ubuntu ]; then
+    packages+=("linux-headers-$kernel")
+    command -v containerd >/dev/null || packages+=(containerd)
+else
+    packages+=("linux-headers-$arch" containerd)
+fi
 
 missing=()
 for pkg in "${packages[@]}"; do

@@ -11,7 +11,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -155,7 +154,7 @@ class Agent:
             log.info("window skipped: %s", error)
             return
         self.metrics.windows.inc()
-        observed_at = datetime.now(UTC)
+        observed_at = observation.ended_at
         tracker.forget_all_but(c.container_id or "" for c in report.containers)
         for truth in report.containers:
             if truth.container_id is None:
