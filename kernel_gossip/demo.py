@@ -51,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
         report = observe_with_progress([DEMO_CGROUP], False, METRICS_WINDOW_SECONDS)
     console.print(report_table(report))
     console.print(contrast(report.containers[0]))
+    if left := workload.leftovers():
+        raise UserError(f"the workload stopped but its cgroup is still there: {left[0]}")
     console.print("Workload stopped and its cgroup removed.")
     return 0
 

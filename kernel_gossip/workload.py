@@ -6,8 +6,10 @@ kernel's cgroup id identifies it as it would identify a container.
 """
 
 import contextlib
+import os
 import signal
 import subprocess
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,7 @@ from types import TracebackType
 from kernel_gossip.cgroupfs import CgroupFs, remove_cgroup
 from kernel_gossip.cgroups import CgroupMode
 
+STRAGGLER_TIMEOUT_S = 10.0
 BUSY_LOOP = ["/bin/sh", "-c", "while :; do :; done"]
 
 
@@ -121,8 +124,26 @@ class CgroupWorkload:
                 process.send_signal(signal.SIGKILL)
         for process in self.processes:
             process.wait(timeout=10)
+        self._kill_stragglers()
         for directory in reversed(self._created):
             _remove_cgroup(directory)
+
+    def _kill_stragglers(self, timeout: float = STRAGGLER_TIMEOUT_S) -> None:
+        """SIGKILL what the started processes left in the cgroup (a bursty loop's
+        background `sleep`), until the cgroup is empty, as runc empties a container's."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pids = {pid for directory in self._dirs for pid in _cgroup_pids(directory)}
+            if not pids:
+                return
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.05)
+
+    def leftovers(self) -> list[Path]:
+        """The directories this workload made that are still there after close."""
+        return [directory for directory in self._created if directory.exists()]
 
     def __enter__(self) -> "CgroupWorkload":
         return self
@@ -134,6 +155,13 @@ class CgroupWorkload:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _cgroup_pids(directory: Path) -> set[int]:
+    try:
+        return {int(line) for line in (directory / "cgroup.procs").read_text().split()}
+    except FileNotFoundError:
+        return set()
 
 
 def _remove_cgroup(directory: Path) -> None:

@@ -28,6 +28,9 @@ from kernel_gossip.lab.stack import KERNEL_GOSSIP, OPERATOR_NAMESPACE
 
 Say = Callable[[str], None]
 READY_TIMEOUT_SECONDS = 180.0
+# metrics-server serves a pod once it has two scrapes of it: two resolutions (15 s in its
+# manifests, 60 s by default) after the pod starts, plus one for a scrape in progress.
+METRICS_TIMEOUT_SECONDS = 180.0
 GONE_TIMEOUT_SECONDS = 120.0
 KIND_IMAGES_FILE = paths.REPO_DIR / "playbooks" / "roles" / "demo" / "defaults" / "main.yml"
 
@@ -242,6 +245,19 @@ class Cluster:
                 return pod
             time.sleep(1.0)
         raise UserError(f"pod {namespace}/{name} not Ready within {READY_TIMEOUT_SECONDS:.0f} s")
+
+    def wait_metrics(self, namespace: str, name: str) -> None:
+        """Until the Metrics API serves the pod (`kubectl top pod` answers for it)."""
+        path = f"/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods/{name}"
+        deadline = time.monotonic() + METRICS_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            if self.kube.get(path):
+                return
+            time.sleep(1.0)
+        raise UserError(
+            f"the Metrics API served no figure for {namespace}/{name} within "
+            f"{METRICS_TIMEOUT_SECONDS:.0f} s"
+        )
 
     def close(self) -> None:
         """What the provider itself started for the run."""

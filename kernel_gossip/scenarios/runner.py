@@ -149,6 +149,10 @@ class Run:
             self.cluster.wait_ready(ref.namespace, self.pod_name(ref))
         for ref in _sampled_pods(self.scenario):
             self.sampler.add_pod(ref.key, self.pod_name(ref))
+        if "metrics-api" in self.scenario.requires:
+            for ref in _sampled_pods(self.scenario):
+                self.say(f"waiting for the Metrics API to serve {ref.namespace}/{ref.label}")
+                self.cluster.wait_metrics(ref.namespace, self.pod_name(ref))
         self.sampler.hpas = [
             (e.hpa.namespace, e.hpa.name)
             for e in self.scenario.expect
