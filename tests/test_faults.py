@@ -116,8 +116,16 @@ def test_10000_bad_inputs_are_4xx_write_nothing_and_log_no_traceback(
         reply = hook.post(bad.body, content_type=bad.content_type, path="/webhook/ebpf")
         return bad.why, reply.status
 
+    # A batch of BATCH requests is large and slow by design; filtering stays checked.
     @settings(
-        max_examples=BATCHES, database=None, deadline=None, suppress_health_check=list(HealthCheck)
+        max_examples=BATCHES,
+        database=None,
+        deadline=None,
+        suppress_health_check=[
+            HealthCheck.data_too_large,
+            HealthCheck.too_slow,
+            HealthCheck.large_base_example,
+        ],
     )
     @given(st.lists(bad_requests, min_size=BATCH, max_size=BATCH))
     def storm(batch: list[BadRequest]) -> None:
