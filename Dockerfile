@@ -1,4 +1,4 @@
-# One image for the operator and the node agent (lab/manifests/): Debian's BCC
+# One image for the operator and the node agent (deploy/manifests/): Debian's BCC
 # (python3-bpfcc, built for Debian's python3) and kernel-gossip in a venv that sees it.
 # BCC compiles its probes at start-up against the node's kernel headers, which the agent's
 # DaemonSet mounts from the host (/lib/modules, /usr/src): none are baked in here.

@@ -43,8 +43,8 @@ def require() -> Require:
 @pytest.fixture(scope="session")
 def kernel_prereqs() -> None:
     """Root, BCC, kernel headers and tracefs, as every BPF probe needs them."""
-    from kernel_gossip.bpfsupport import check_prerequisites
     from kernel_gossip.errors import UserError
+    from kernel_gossip.host.bpf import check_prerequisites
 
     try:
         check_prerequisites()

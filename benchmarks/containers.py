@@ -1,4 +1,4 @@
-"""Bare runc containers from kernel_gossip.ocibundle's busybox bundle, in pod-shaped
+"""Bare runc containers from kernel_gossip.host.ocibundle's busybox bundle, in pod-shaped
 cgroups (/kubepods/besteffort/pod<uid>/<id>): started at once or kept running, then
 removed with every cgroup they left."""
 
@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from kernel_gossip import ocibundle
-from kernel_gossip.cgroupfs import remove_cgroup
+from kernel_gossip.host import ocibundle
+from kernel_gossip.host.cgroupfs import remove_cgroup
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 

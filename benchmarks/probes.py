@@ -7,11 +7,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from kernel_gossip.birthprobe import DEFAULT_RUNTIMES, BirthWatch
-from kernel_gossip.cgroupfs import CgroupFs
-from kernel_gossip.cgroups import CgroupMode
-from kernel_gossip.models import ContainerBirth
-from kernel_gossip.runqueue import KeyMode, RunqueueProbe
+from kernel_gossip.core.cgroups import CgroupMode
+from kernel_gossip.host.cgroupfs import CgroupFs
+from kernel_gossip.probes.births import DEFAULT_RUNTIMES, BirthWatch
+from kernel_gossip.probes.runqlat import KeyMode, RunqueueProbe
+from kernel_gossip.schema.report import ContainerBirth
 
 
 class Attachments:

@@ -15,7 +15,7 @@ from agent_costs import KERNEL_GOSSIP, free_port
 from stats import Figure, percentile
 
 from kernel_gossip.lab import apiserver
-from kernel_gossip.resources import API_VERSION
+from kernel_gossip.schema.resources import API_VERSION
 
 NAMESPACE = "kg-bench"
 TOKEN = "bench-token-5c1d"

@@ -1,3 +1,3 @@
-from kernel_gossip.cli import main
+from kernel_gossip.cli.main import main
 
 raise SystemExit(main())

@@ -59,8 +59,8 @@ def say(pytestconfig: pytest.Config) -> Say:
 def _local(say: Say, require: Callable[[bool, str], None]) -> Iterator["Cluster"]:
     """The checkout's lab when it is up (left up); else a lab of the session's own,
     brought down at the end."""
-    from kernel_gossip.bpfsupport import check_prerequisites
     from kernel_gossip.errors import UserError
+    from kernel_gossip.host.bpf import check_prerequisites
     from kernel_gossip.lab import stack
     from kernel_gossip.scenarios.cluster import LocalLab
 

@@ -11,6 +11,8 @@ echo "[check] ruff"
 "$bin/ruff" format --check .
 echo "[check] actionlint .github/workflows/"
 "$bin/actionlint" .github/workflows/*.yml
+echo "[check] import-linter: the pipeline's layers"
+"$bin/lint-imports"
 echo "[check] mypy kernel_gossip/"
 "$bin/mypy" kernel_gossip/
 echo "[check] pytest"

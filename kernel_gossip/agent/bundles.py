@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from kernel_gossip.agent.signals import PodRef
-from kernel_gossip.cgroups import identify
+from kernel_gossip.core.cgroups import identify
 
 log = logging.getLogger("kernel_gossip.agent")
 

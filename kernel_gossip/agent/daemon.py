@@ -22,15 +22,15 @@ from kernel_gossip.agent.delivery import AgentMetrics, Delivery
 from kernel_gossip.agent.directory import PodDirectory
 from kernel_gossip.agent.signals import ThrottleTracker, pod_creation_payload, throttle_payload
 from kernel_gossip.agent.spool import Spool, SpoolWriteError
-from kernel_gossip.birthprobe import BirthWatch
-from kernel_gossip.births import PodBirth
-from kernel_gossip.cgroupfs import CgroupFs
-from kernel_gossip.cgroups import CgroupMode
+from kernel_gossip.core.births import PodBirth
+from kernel_gossip.core.cgroups import CgroupMode
 from kernel_gossip.errors import UserError
-from kernel_gossip.observe import REFRESH_SECONDS, Observation, container_cgroups
-from kernel_gossip.payloads import CpuThrottlePayload, PodCreationPayload
-from kernel_gossip.runqueue import KeyMode, RunqueueProbe
-from kernel_gossip.tokens import TokenFile
+from kernel_gossip.host.cgroupfs import CgroupFs
+from kernel_gossip.host.tokens import TokenFile
+from kernel_gossip.probes.births import BirthWatch
+from kernel_gossip.probes.observe import REFRESH_SECONDS, Observation, container_cgroups
+from kernel_gossip.probes.runqlat import KeyMode, RunqueueProbe
+from kernel_gossip.schema.signal import CpuThrottlePayload, PodCreationPayload
 
 log = logging.getLogger("kernel_gossip.agent")
 

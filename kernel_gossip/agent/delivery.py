@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from kernel_gossip.agent.spool import Spool, Spooled
-from kernel_gossip.tokens import TokenFile
+from kernel_gossip.host.tokens import TokenFile
 
 log = logging.getLogger("kernel_gossip.agent")
 

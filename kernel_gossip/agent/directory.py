@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Protocol
 
 from kernel_gossip.agent.signals import PodRef
-from kernel_gossip.cgroups import identify
+from kernel_gossip.core.cgroups import identify
 from kernel_gossip.cri import CriClient, CriError
 
 log = logging.getLogger("kernel_gossip.agent")

@@ -10,9 +10,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from kernel_gossip.births import PodBirth
-from kernel_gossip.models import ContainerCpuTruth
-from kernel_gossip.payloads import CpuThrottlePayload, PodCreationPayload, TimelineStep
+from kernel_gossip.core.births import PodBirth
+from kernel_gossip.schema.report import ContainerCpuTruth
+from kernel_gossip.schema.signal import CpuThrottlePayload, PodCreationPayload, TimelineStep
 
 
 @dataclass(frozen=True)

@@ -747,8 +747,8 @@ def _terminate(pid: int) -> None:
 def install_crds(api: LabApi, progress: Progress | None = None) -> None:
     """Server-side apply the kernel-gossip CRDs, then wait until they are Established and
     their resources answer (right after that a list may still say 429 for a moment)."""
-    from kernel_gossip import crds
-    from kernel_gossip.resources import API_VERSION
+    from kernel_gossip.schema import crds
+    from kernel_gossip.schema.resources import API_VERSION
 
     _say(progress, "installing the KernelWhisper and PodBirthCertificate CRDs")
     base = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
@@ -781,7 +781,7 @@ def install_crds(api: LabApi, progress: Progress | None = None) -> None:
 def _warm_up(api: LabApi) -> None:
     """A fresh server holds the first write of a custom resource for about 2 s (measured);
     a server-side dry run takes that wait here, not in the first signal's reply."""
-    from kernel_gossip.resources import (
+    from kernel_gossip.schema.resources import (
         API_VERSION,
         KernelTruth,
         KernelWhisperSpec,

@@ -1,7 +1,7 @@
 """The lab's controller-manager: the Deployment, ReplicaSet, garbage-collector and
 HorizontalPodAutoscaler controllers of kube-controller-manager, on the lab API server.
 
-The decisions are the pure cores' (kernel_gossip.lab.rollout, .autoscaling); this module
+The decisions are the pure cores' (kernel_gossip.core.rollout, .autoscaling); this module
 reads the objects, writes what they decide and records the controllers' events. The
 workload controllers relist every second (the real ones watch; the objects and what
 `kubectl` shows are the same, a second later at most); the HPA controller syncs every
@@ -20,10 +20,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from kernel_gossip.core import autoscaling, rollout
+from kernel_gossip.core.autoscaling import History, PodMetric, PodSample
 from kernel_gossip.errors import UserError
-from kernel_gossip.lab import autoscaling, processes, rollout
-from kernel_gossip.lab.autoscaling import History, PodMetric, PodSample
-from kernel_gossip.lab.kubeapi import ApiStatusError, KubeClient
+from kernel_gossip.kube.client import ApiStatusError, KubeClient
+from kernel_gossip.lab import processes
 
 Json = dict[str, Any]
 Say = Callable[[str], None]

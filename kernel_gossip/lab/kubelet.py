@@ -1,511 +1,550 @@
-"""What a kubelet derives from a v1 Pod before it calls the CRI. Pure: no I/O.
+"""The lab's kubelet: the stand-in for a kubelet on this host (none is installable here).
 
-The lab's kubelet (kubelet_daemon.py) reads each Pod the API server stores into the model
-below (pod_from_api: the fields it runs; a field it cannot honour rejects the pod), and
-`lab pods apply` validates manifests with it before creating them: the API server's
-defaulting of requests to limits, then classify the pod's QoS, name its cgroup
-(cgroupfs driver), turn requests/limits into CFS shares/quota/period for the pod cgroup
-and each container, and put the io.kubernetes.* labels and annotations on sandboxes and
-containers that the CRI (and our agent) read back. The numbers follow the kubelet's
-pkg/kubelet/cm/helpers_linux.go, kuberuntime_container_linux.go and qos/policy.go.
+It registers this host as a Node and keeps its Ready condition fresh (every 10 s, the
+kubelet's nodeStatusUpdateFrequency), lists and watches the Pods of all namespaces, binds
+pods without a node to itself (the lab has one node: it is also the scheduler), and runs
+each pod of its node in a worker thread of its own through the CRI with pods.py's
+machinery. What it knows comes from the API server and the runtime alone (the kubelet's
+labels and annotations on sandboxes and containers), so a restarted kubelet finds every
+pod, container and restart count where it left them, and starts nothing twice.
+
+Each worker syncs its pod when the pod changes, when the runtime's relist (every 1 s, the
+kubelet's PLEG period) shows one of its containers changed, or when a back-off expires:
+sandbox, images ("pulled" from the lab's image table), containers per restartPolicy with
+the CrashLoopBackOff back-off, then the status (kubelet_status.py) when it changed. A pod
+with a deletionTimestamp is stopped with its grace period (StopContainer's timeout:
+SIGTERM, then SIGKILL) and its object removed (DELETE gracePeriodSeconds=0); a sandbox
+whose Pod object is gone is stopped and removed too. On SIGTERM the kubelet exits and
+leaves its pods running, as a kubelet does.
 """
 
-import json
-import math
-import re
-from dataclasses import dataclass
-from fractions import Fraction
-from typing import Annotated, Any, Literal
+import contextlib
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
-import yaml
-from pydantic import (
-    BeforeValidator,
-    Field,
-    PlainSerializer,
-    ValidationError,
-    field_validator,
-    model_validator,
+from kernel_gossip.core import podspec
+from kernel_gossip.core import podstatus as kubelet_status
+from kernel_gossip.core.podstatus import (
+    Backoff,
+    ContainerInstance,
+    HostFacts,
+    PodObservation,
+    Waiting,
 )
+from kernel_gossip.cri import CriClient, CriError
+from kernel_gossip.errors import UserError
+from kernel_gossip.kube.client import ApiStatusError, KubeClient, pod_path
+from kernel_gossip.lab import apiserver, images, pods, processes
 
-from kernel_gossip.cgroups import QosClass
-from kernel_gossip.models import CamelModel
+Say = Callable[[str], None]
+RELIST_SECONDS = 1.0
+NODE_STATUS_SECONDS = 10.0
+RESYNC_SECONDS = 10.0
+WATCH_TIMEOUT_SECONDS = 300
+MINIMUM_GRACE_SECONDS = 2  # the kubelet's minimumGracePeriodInSeconds
+KEPT_INSTANCES = 2  # per container: the latest and the one before (kubectl logs --previous)
+TERMINAL = ("Succeeded", "Failed")
 
-# The kubelet's constants (pkg/kubelet/cm/helpers_linux.go).
-MILLI_CPU_TO_CPU = 1000
-SHARES_PER_CPU = 1024
-MIN_SHARES = 2
-MAX_SHARES = 262144
-QUOTA_PERIOD_US = 100000
-MIN_QUOTA_PERIOD_US = 1000
-# pkg/kubelet/qos/policy.go
-GUARANTEED_OOM_SCORE_ADJ = -997
-BEST_EFFORT_OOM_SCORE_ADJ = 1000
 
-# The labels the kubelet puts on sandboxes and containers (pkg/kubelet/types/labels.go,
-# pkg/kubelet/kuberuntime/labels.go): what the CRI's clients map containers to pods with.
-POD_NAME_LABEL = "io.kubernetes.pod.name"
-POD_NAMESPACE_LABEL = "io.kubernetes.pod.namespace"
-POD_UID_LABEL = "io.kubernetes.pod.uid"
-CONTAINER_NAME_LABEL = "io.kubernetes.container.name"
-CONTAINER_HASH_ANNOTATION = "io.kubernetes.container.hash"
-CONTAINER_RESTART_COUNT_ANNOTATION = "io.kubernetes.container.restartCount"
-TERMINATION_MESSAGE_PATH_ANNOTATION = "io.kubernetes.container.terminationMessagePath"
-TERMINATION_MESSAGE_POLICY_ANNOTATION = "io.kubernetes.container.terminationMessagePolicy"
-POD_TERMINATION_GRACE_PERIOD_ANNOTATION = "io.kubernetes.pod.terminationGracePeriod"
-CONTAINER_PORTS_ANNOTATION = "io.kubernetes.container.ports"
-DEFAULT_TERMINATION_MESSAGE_PATH = "/dev/termination-log"
-# What the kubelet masks and makes read-only in /proc and /sys for the default procMount
-# (pkg/securitycontext/util.go), sent explicitly in every container's security context.
-DEFAULT_MASKED_PATHS = (
-    "/proc/asound",
-    "/proc/acpi",
-    "/proc/kcore",
-    "/proc/keys",
-    "/proc/latency_stats",
-    "/proc/timer_list",
-    "/proc/timer_stats",
-    "/proc/sched_debug",
-    "/proc/scsi",
-    "/sys/firmware",
-    "/sys/devices/virtual/powercap",
-)
-DEFAULT_READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+def _now() -> datetime:
+    return datetime.now(UTC)
 
-_QUANTITY = re.compile(
-    r"^(?P<number>[+-]?(?:\d+(?:\.\d*)?|\.\d+))"
-    r"(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?\d+)?$"
-)
-_BINARY_SUFFIX = {"Ki": 1, "Mi": 2, "Gi": 3, "Ti": 4, "Pi": 5, "Ei": 6}
-_DECIMAL_SUFFIX = {"n": -9, "u": -6, "m": -3, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
-# RFC 1123 label (container names, namespaces) and subdomain (pod names).
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
+def node_ip() -> str:
+    """The node's address (a kubelet's InternalIP): the source of its route outside."""
+    route = subprocess.run(
+        ["ip", "-o", "route", "get", "1.1.1.1"], capture_output=True, text=True, check=False
+    ).stdout.split()
+    return route[route.index("src") + 1] if "src" in route else "127.0.0.1"
 
-def parse_quantity(text: str | int | float) -> Fraction:
-    """A Kubernetes resource.Quantity ("500m", "0.5", "128Mi", "1e3") as an exact number."""
-    if isinstance(text, bool):
-        raise ValueError(f"not a quantity: {text!r}")
-    match = _QUANTITY.match(str(text).strip())
-    if match is None:
-        raise ValueError(f"not a quantity: {text!r} (examples: 500m, 0.5, 2, 128Mi, 1G)")
-    number = Fraction(match["number"])
-    suffix = match["suffix"] or ""
-    if suffix in _BINARY_SUFFIX:
-        return number * (1 << (10 * _BINARY_SUFFIX[suffix]))
-    if suffix in _DECIMAL_SUFFIX:
-        return number * Fraction(10) ** _DECIMAL_SUFFIX[suffix]
-    if suffix:
-        return number * Fraction(10) ** int(suffix[1:])
-    return number
 
-
-def _non_negative(text: str | int | float) -> Fraction:
-    amount = parse_quantity(text)
-    if amount < 0:
-        raise ValueError(f"must be greater than or equal to 0: {text!r}")
-    return amount
-
-
-def _to_milli_cpu(text: Any) -> int:
-    """Quantity.MilliValue(): rounded up to a whole milli-CPU, as the kubelet reads CPU."""
-    return math.ceil(_non_negative(text) * MILLI_CPU_TO_CPU)
-
-
-def _to_bytes(text: Any) -> int:
-    """Quantity.Value(): rounded up to a whole byte."""
-    return math.ceil(_non_negative(text))
-
-
-# Parsed on the way in, written back as canonical quantities ("500m", "134217728").
-MilliCpu = Annotated[
-    int, BeforeValidator(_to_milli_cpu), PlainSerializer(lambda m: f"{m}m", return_type=str)
-]
-Bytes = Annotated[int, BeforeValidator(_to_bytes), PlainSerializer(str, return_type=str)]
-
-
-def milli_cpu_to_shares(milli_cpu: int) -> int:
-    """cpu.shares for a CPU request (MilliCPUToShares): 1024 per core, within [2, 262144]."""
-    if milli_cpu == 0:
-        return MIN_SHARES
-    shares = milli_cpu * SHARES_PER_CPU // MILLI_CPU_TO_CPU
-    return max(MIN_SHARES, min(MAX_SHARES, shares))
-
-
-def milli_cpu_to_quota(milli_cpu: int, period_us: int = QUOTA_PERIOD_US) -> int:
-    """cfs_quota_us for a CPU limit (MilliCPUToQuota); 0 means no limit, floor 1000 us."""
-    if milli_cpu == 0:
-        return 0
-    return max(MIN_QUOTA_PERIOD_US, milli_cpu * period_us // MILLI_CPU_TO_CPU)
-
-
-class ResourceAmounts(CamelModel):
-    """A v1 ResourceList restricted to what the lab enforces: cpu (milli-CPU), memory (bytes)."""
-
-    cpu: MilliCpu | None = None
-    memory: Bytes | None = None
-
-
-class Resources(CamelModel):
-    requests: ResourceAmounts = ResourceAmounts()
-    limits: ResourceAmounts = ResourceAmounts()
-
-    @model_validator(mode="after")
-    def _requests_default_to_limits(self) -> "Resources":
-        """The API server's defaulting: a resource with a limit and no request requests
-        its limit. A request above its limit is refused, as the API server refuses it."""
-        defaults = {}
-        for name in ("cpu", "memory"):
-            request, limit = getattr(self.requests, name), getattr(self.limits, name)
-            if request is None and limit is not None:
-                defaults[name] = limit
-            elif request is not None and limit is not None and request > limit:
-                raise ValueError(f"{name} request must be less than or equal to {name} limit")
-        if not defaults:
-            return self
-        return self.model_copy(update={"requests": self.requests.model_copy(update=defaults)})
-
-
-class EnvVar(CamelModel):
-    name: str = Field(min_length=1)
-    value: str = ""
-
-
-class ContainerPort(CamelModel):
-    container_port: int = Field(ge=1, le=65535)
-    name: str | None = None
-    protocol: Literal["TCP", "UDP", "SCTP"] = "TCP"
-
-
-class Container(CamelModel):
-    name: str
-    image: str = Field(min_length=1)
-    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
-        default="IfNotPresent",
-        description="The lab pulls from its image table (images.IMAGE_TABLE), not a registry.",
-    )
-    command: list[str] = Field(default_factory=list)
-    args: list[str] = Field(default_factory=list)
-    working_dir: str | None = None
-    env: list[EnvVar] = Field(default_factory=list)
-    ports: list[ContainerPort] = Field(default_factory=list)
-    resources: Resources = Resources()
-
-    @field_validator("name")
-    @classmethod
-    def _dns_label(cls, name: str) -> str:
-        if not _DNS_LABEL.match(name):
-            raise ValueError(f"container name {name!r} is not a DNS-1123 label")
-        return name
-
-
-class ObjectMeta(CamelModel):
-    name: str
-    namespace: str = "default"
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("name")
-    @classmethod
-    def _dns_subdomain(cls, name: str) -> str:
-        if len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
-            raise ValueError(f"pod name {name!r} is not a DNS-1123 subdomain")
-        return name
-
-    @field_validator("namespace")
-    @classmethod
-    def _namespace_label(cls, namespace: str) -> str:
-        if not _DNS_LABEL.match(namespace):
-            raise ValueError(f"namespace {namespace!r} is not a DNS-1123 label")
-        return namespace
-
-
-RestartPolicy = Literal["Always", "OnFailure", "Never"]
-
-
-class PodSpec(CamelModel):
-    containers: list[Container] = Field(min_length=1)
-    restart_policy: RestartPolicy = "Always"
-    termination_grace_period_seconds: int = Field(default=30, ge=0)
-    hostname: str | None = None
-
-    @field_validator("containers")
-    @classmethod
-    def _unique_names(cls, containers: list[Container]) -> list[Container]:
-        names = [container.name for container in containers]
-        duplicates = sorted({name for name in names if names.count(name) > 1})
-        if duplicates:
-            raise ValueError(f"container names must be unique: {', '.join(duplicates)}")
-        return containers
-
-
-class Pod(CamelModel):
-    """The part of a v1 Pod the lab runs; other fields are refused rather than ignored."""
-
-    api_version: Literal["v1"]
-    kind: Literal["Pod"]
-    metadata: ObjectMeta
-    spec: PodSpec
-
-    @property
-    def key(self) -> str:
-        return f"{self.metadata.namespace}/{self.metadata.name}"
-
-
-def qos_class(pod: Pod) -> QosClass:
-    """v1qos.GetPodQOS on the defaulted pod: every container with equal, non-zero cpu and
-    memory requests and limits is Guaranteed; nothing requested or limited is BestEffort."""
-    requests: dict[str, int] = {}
-    limits: dict[str, int] = {}
-    guaranteed = True
-    for container in pod.spec.containers:
-        resources = container.resources
-        for name in ("cpu", "memory"):
-            request = getattr(resources.requests, name)
-            if request:
-                requests[name] = requests.get(name, 0) + request
-        limited = set()
-        for name in ("cpu", "memory"):
-            limit = getattr(resources.limits, name)
-            if limit:
-                limited.add(name)
-                limits[name] = limits.get(name, 0) + limit
-        if limited != {"cpu", "memory"}:
-            guaranteed = False
-    if not requests and not limits:
-        return QosClass.BEST_EFFORT
-    if guaranteed and requests == limits:
-        return QosClass.GUARANTEED
-    return QosClass.BURSTABLE
-
-
-def pod_cgroup_parent(qos: QosClass, uid: str) -> str:
-    """The pod's cgroup with the cgroupfs driver, relative to the cgroup root."""
-    if qos is QosClass.GUARANTEED:
-        return f"/kubepods/pod{uid}"
-    return f"/kubepods/{qos.value.lower()}/pod{uid}"
-
-
-@dataclass(frozen=True)
-class PodCgroupConfig:
-    """What the kubelet writes to the pod cgroup (ResourceConfigForPod); None: left as is."""
-
-    cpu_shares: int
-    cpu_quota_us: int | None
-    cpu_period_us: int | None
-    memory_limit_bytes: int | None
-
-
-def pod_cgroup_config(pod: Pod) -> PodCgroupConfig:
-    """Shares from the summed requests; the summed limits as quota and memory limit only
-    when every container declares that limit (else one container could exceed it)."""
-    qos = qos_class(pod)
-    if qos is QosClass.BEST_EFFORT:
-        return PodCgroupConfig(MIN_SHARES, None, None, None)
-    containers = pod.spec.containers
-    cpu_requests = sum(c.resources.requests.cpu or 0 for c in containers)
-    cpu_limits = sum(c.resources.limits.cpu or 0 for c in containers)
-    memory_limits = sum(c.resources.limits.memory or 0 for c in containers)
-    cpu_limited = qos is QosClass.GUARANTEED or all(c.resources.limits.cpu for c in containers)
-    memory_limited = qos is QosClass.GUARANTEED or all(
-        c.resources.limits.memory for c in containers
-    )
-    return PodCgroupConfig(
-        cpu_shares=milli_cpu_to_shares(cpu_requests),
-        cpu_quota_us=milli_cpu_to_quota(cpu_limits) if cpu_limited else None,
-        cpu_period_us=QUOTA_PERIOD_US if cpu_limited else None,
-        memory_limit_bytes=memory_limits if memory_limited else None,
-    )
-
-
-@dataclass(frozen=True)
-class ContainerResources:
-    """The CRI's LinuxContainerResources as the kubelet fills them (quota 0: no limit)."""
-
-    cpu_shares: int
-    cpu_quota_us: int
-    cpu_period_us: int
-    memory_limit_bytes: int
-    oom_score_adj: int
-
-
-def container_resources(pod: Pod, container: Container, memory_capacity: int) -> ContainerResources:
-    """calculateLinuxResources plus the OOM score adjustment for the pod's QoS."""
-    resources = container.resources
-    return ContainerResources(
-        cpu_shares=milli_cpu_to_shares(resources.requests.cpu or 0),
-        cpu_quota_us=milli_cpu_to_quota(resources.limits.cpu or 0),
-        cpu_period_us=QUOTA_PERIOD_US,
-        memory_limit_bytes=resources.limits.memory or 0,
-        oom_score_adj=oom_score_adj(
-            qos_class(pod), resources.requests.memory or 0, memory_capacity
-        ),
-    )
-
-
-def sandbox_resources(pod: Pod) -> ContainerResources:
-    """calculateSandboxResources: the pod's summed requests and limits as one container's
-    (a container without a limit adds nothing to the sum, unlike the pod cgroup's rule)."""
-    containers = pod.spec.containers
-    cpu_limits = sum(c.resources.limits.cpu or 0 for c in containers)
-    return ContainerResources(
-        cpu_shares=milli_cpu_to_shares(sum(c.resources.requests.cpu or 0 for c in containers)),
-        cpu_quota_us=milli_cpu_to_quota(cpu_limits),
-        cpu_period_us=QUOTA_PERIOD_US,
-        memory_limit_bytes=sum(c.resources.limits.memory or 0 for c in containers),
-        oom_score_adj=0,
-    )
-
-
-def oom_score_adj(qos: QosClass, memory_request: int, memory_capacity: int) -> int:
-    """GetContainerOOMScoreAdjust: Burstable containers rank by their share of the node's
-    memory, kept strictly between Guaranteed (-997 -> 3) and BestEffort (1000)."""
-    if memory_capacity <= 0:
-        raise ValueError("the node's memory capacity must be above zero")
-    if qos is QosClass.GUARANTEED:
-        return GUARANTEED_OOM_SCORE_ADJ
-    if qos is QosClass.BEST_EFFORT:
-        return BEST_EFFORT_OOM_SCORE_ADJ
-    adjust = 1000 - (1000 * memory_request) // memory_capacity
-    if adjust < 1000 + GUARANTEED_OOM_SCORE_ADJ:
-        return 1000 + GUARANTEED_OOM_SCORE_ADJ
-    if adjust == BEST_EFFORT_OOM_SCORE_ADJ:
-        return adjust - 1
-    return adjust
-
-
-def sandbox_labels(pod: Pod, uid: str) -> dict[str, str]:
-    """newPodLabels: the pod's labels, then the kubelet's own (which win)."""
-    return {
-        **pod.metadata.labels,
-        POD_NAME_LABEL: pod.metadata.name,
-        POD_NAMESPACE_LABEL: pod.metadata.namespace,
-        POD_UID_LABEL: uid,
-    }
-
-
-def sandbox_annotations(pod: Pod) -> dict[str, str]:
-    """newPodAnnotations: the pod's annotations as they are."""
-    return dict(pod.metadata.annotations)
-
-
-def container_labels(pod: Pod, uid: str, container: Container) -> dict[str, str]:
-    """newContainerLabels: container and pod identity only (pod labels are not copied)."""
-    return {
-        CONTAINER_NAME_LABEL: container.name,
-        POD_NAME_LABEL: pod.metadata.name,
-        POD_NAMESPACE_LABEL: pod.metadata.namespace,
-        POD_UID_LABEL: uid,
-    }
-
-
-def container_annotations(pod: Pod, container: Container, restart_count: int = 0) -> dict[str, str]:
-    """newContainerAnnotations: the restart count is what the kubelet reads back after a
-    restart of its own (it keeps no state but the runtime's)."""
-    annotations = {
-        CONTAINER_HASH_ANNOTATION: container_hash(container),
-        CONTAINER_RESTART_COUNT_ANNOTATION: str(restart_count),
-        TERMINATION_MESSAGE_PATH_ANNOTATION: DEFAULT_TERMINATION_MESSAGE_PATH,
-        TERMINATION_MESSAGE_POLICY_ANNOTATION: "File",
-        POD_TERMINATION_GRACE_PERIOD_ANNOTATION: str(pod.spec.termination_grace_period_seconds),
-    }
-    if container.ports:
-        ports = [port.model_dump(by_alias=True, exclude_none=True) for port in container.ports]
-        annotations[CONTAINER_PORTS_ANNOTATION] = json.dumps(
-            ports, separators=(",", ":"), allow_nan=False
-        )
-    return annotations
-
-
-def container_hash(container: Container) -> str:
-    """FNV-1a 32 of the container's spec, in hex: changes whenever the spec does, like the
-    kubelet's hash (which spew-prints the Go struct, so the values themselves differ)."""
-    digest = 0x811C9DC5
-    for byte in container.model_dump_json(by_alias=True).encode():
-        digest = ((digest ^ byte) * 0x01000193) & 0xFFFFFFFF
-    return f"{digest:x}"
-
-
-def parse_manifests(text: str, source: str) -> list[Pod]:
-    """Every Pod in a YAML stream (documents separated by ---), or one ValueError line
-    naming the document and the field."""
+def _read(path: str) -> str:
     try:
-        documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
-    except yaml.YAMLError as error:
-        raise ValueError(f"{source}: not YAML: {' '.join(str(error).split())}") from None
-    if not documents:
-        raise ValueError(f"{source}: no Pod manifest in it")
-    pods = []
-    for number, document in enumerate(documents, start=1):
-        where = f"{source}" if len(documents) == 1 else f"{source} (document {number})"
-        if not isinstance(document, dict):
-            raise ValueError(f"{where}: a Pod manifest is a mapping, not {type(document).__name__}")
+        return Path(path).read_text().strip()
+    except OSError:
+        return ""
+
+
+def host_facts(cri: CriClient, lab: Path) -> HostFacts:
+    """This host as cAdvisor and the kubelet's node setters read it."""
+    memory = next(
+        int(line.split()[1]) * 1024
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal:")
+    )
+    os_release = dict(
+        line.split("=", 1) for line in _read("/etc/os-release").splitlines() if "=" in line
+    )
+    runtime = cri.version().split()  # "containerd 1.6.20~ds1 (CRI v1)"
+    pins = apiserver.parse_pins(apiserver.PINS_FILE.read_text())
+    machine = platform.machine()
+    return HostFacts(
+        hostname=socket.gethostname(),
+        internal_ip=node_ip(),
+        cpus=os.cpu_count() or 1,
+        memory_bytes=memory,
+        ephemeral_bytes=shutil.disk_usage(lab).total,
+        kernel_version=platform.release(),
+        os_image=os_release.get("PRETTY_NAME", "Linux").strip('"'),
+        machine_id=_read("/etc/machine-id"),
+        boot_id=_read("/proc/sys/kernel/random/boot_id"),
+        system_uuid=_read("/sys/class/dmi/id/product_uuid"),
+        architecture={"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine),
+        runtime_version=f"{runtime[0]}://{runtime[1]}",
+        kubelet_version=f"{apiserver.kubernetes_version(pins)}-kernel-gossip-lab",
+    )
+
+
+class PodWorker:
+    """One pod's thread: syncs on every wake-up, and on its own after `retry_after`."""
+
+    def __init__(self, owner: "LabKubelet", uid: str) -> None:
+        self.owner = owner
+        self.uid = uid
+        self.stored: dict[str, Any] | None = None  # None: no Pod object (any more)
+        self.written: dict[str, Any] | None = None  # the last status this worker wrote
+        self.wake = threading.Event()
+        self.retry_after: float = RESYNC_SECONDS
+        self.thread = threading.Thread(target=self._loop, name=f"pod-{uid[:8]}", daemon=True)
+
+    def update(self, stored: dict[str, Any] | None) -> None:
+        self.stored = stored
+        self.wake.set()
+
+    def _loop(self) -> None:
+        owner = self.owner
+        while not owner.stopping.is_set():
+            self.wake.clear()
+            try:
+                if owner.sync(self):
+                    owner.forget(self.uid)
+                    return
+            except (CriError, UserError, OSError) as error:
+                owner.say(f"pod {self.uid}: sync failed, retrying: {error}")
+                self.retry_after = min(self.retry_after, 2.0)
+            self.wake.wait(self.retry_after)
+
+
+class LabKubelet:
+    def __init__(
+        self,
+        client: KubeClient,
+        cri: CriClient,
+        cri_socket: Path,
+        lab: Path,
+        log_root: Path,
+        say: Say,
+    ) -> None:
+        self.client = client
+        self.cri = cri
+        self.cri_socket = cri_socket
+        self.lab = lab
+        self.log_root = log_root
+        self.say = say
+        self.facts = host_facts(cri, lab)
+        self.node = kubelet_status.node_name(self.facts.hostname)
+        self.stopping = threading.Event()
+        self.listed = threading.Event()  # the first list of pods is done
+        self.node_registered = threading.Event()
+        self.crash_backoff = Backoff()
+        self.pull_backoff = Backoff()
+        self._pull_errors: dict[str, str] = {}
+        self._workers: dict[str, PodWorker] = {}
+        self._lock = threading.Lock()
+
+    # --- the Node ---------------------------------------------------------------------
+
+    def _node_heartbeat(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                self.update_node()
+                self.node_registered.set()
+            except UserError as error:
+                self.say(f"node {self.node}: status not written: {error}")
+            self.stopping.wait(NODE_STATUS_SECONDS)
+
+    def update_node(self) -> None:
+        """Register the Node when it is not there, then write its status (a heartbeat)."""
+        path = f"/api/v1/nodes/{self.node}"
         try:
-            pods.append(Pod.model_validate(document))
-        except ValidationError as error:
-            first = error.errors()[0]
-            field = ".".join(str(part) for part in first["loc"]) or "(top level)"
-            message = first["msg"].removeprefix("Value error, ")
-            raise ValueError(f"{where}: {field}: {message}") from None
-    keys = [pod.key for pod in pods]
-    duplicates = sorted({key for key in keys if keys.count(key) > 1})
-    if duplicates:
-        raise ValueError(f"{source}: the same pod twice: {', '.join(duplicates)}")
-    return pods
+            current = self.client.request("GET", path)
+        except ApiStatusError as error:
+            if error.status != 404:
+                raise
+            self.say(f"registering node {self.node}")
+            current = self.client.request(
+                "POST", "/api/v1/nodes", kubelet_status.node_object(self.facts)
+            )
+        previous = current.get("status", {}).get("conditions", [])
+        current["status"] = kubelet_status.node_status(self.facts, previous, _now())
+        self.client.request("PUT", f"{path}/status", current)
+
+    # --- pods from the API ------------------------------------------------------------
+
+    def _watch_pods(self) -> None:
+        """List, then watch from the list's resourceVersion; relist when the watch fails."""
+        while not self.stopping.is_set():
+            try:
+                listed = self.client.request("GET", "/api/v1/pods")
+                present = set()
+                for item in listed.get("items", []):
+                    present.add(item["metadata"]["uid"])
+                    self._dispatch(item)
+                with self._lock:
+                    vanished = [uid for uid in self._workers if uid not in present]
+                for uid in vanished:
+                    self._deliver(uid, None)
+                self.listed.set()
+                version = listed["metadata"]["resourceVersion"]
+                while not self.stopping.is_set():
+                    for event in self.client.watch("/api/v1/pods", version, WATCH_TIMEOUT_SECONDS):
+                        kind, item = event.get("type"), event.get("object", {})
+                        if kind == "ERROR":
+                            raise ApiStatusError(int(item.get("code", 500)), str(item))
+                        version = item.get("metadata", {}).get("resourceVersion", version)
+                        if kind in ("ADDED", "MODIFIED"):
+                            self._dispatch(item)
+                        elif kind == "DELETED":
+                            self._deliver(item["metadata"]["uid"], None)
+            except UserError as error:
+                self.say(f"pods: list/watch failed, listing again: {error}")
+                self.stopping.wait(1.0)
+
+    def _dispatch(self, item: dict[str, Any]) -> None:
+        node = item.get("spec", {}).get("nodeName", "")
+        if not node:
+            self._bind(item)
+        elif node == self.node:
+            self._deliver(item["metadata"]["uid"], item)
+
+    def _bind(self, item: dict[str, Any]) -> None:
+        """The scheduler's part: a v1 Binding to this node (409: bound meanwhile)."""
+        meta = item["metadata"]
+        binding = {
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": {"name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"]},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": self.node},
+        }
+        try:
+            self.client.request(
+                "POST", pod_path(meta["namespace"], meta["name"], "binding"), binding
+            )
+        except ApiStatusError as error:
+            if error.status not in (404, 409):
+                self.say(f"pod {meta['namespace']}/{meta['name']}: not bound: {error}")
+
+    def _deliver(self, uid: str, stored: dict[str, Any] | None) -> None:
+        with self._lock:
+            worker = self._workers.get(uid)
+            if worker is None:
+                worker = PodWorker(self, uid)
+                self._workers[uid] = worker
+                worker.stored = stored
+                worker.thread.start()
+                return
+        worker.update(stored)
+
+    def forget(self, uid: str) -> None:
+        with self._lock:
+            self._workers.pop(uid, None)
+        self.crash_backoff.forget(uid)
+        self.pull_backoff.forget(uid)
+
+    # --- the runtime's relist ---------------------------------------------------------
+
+    def _relist(self) -> None:
+        """Every second, the runtime's containers and sandboxes: a worker whose pod's
+        containers changed is woken; a sandbox with no Pod object gets a worker to end it."""
+        before: dict[str, tuple[str, str]] = {}
+        while not self.stopping.wait(RELIST_SECONDS):
+            try:
+                now = {
+                    c.id: (c.labels.get(podspec.POD_UID_LABEL, ""), c.state)
+                    for c in self.cri.list_containers()
+                }
+                sandboxes = self.cri.list_pod_sandboxes()
+            except CriError as error:
+                self.say(f"relist failed: {error}")
+                continue
+            changed = {uid for cid, (uid, state) in now.items() if before.get(cid) != (uid, state)}
+            changed |= {uid for cid, (uid, _) in before.items() if cid not in now}
+            before = now
+            with self._lock:
+                workers = dict(self._workers)
+            for uid in changed:
+                if uid in workers:
+                    workers[uid].wake.set()
+            if self.listed.is_set():
+                for sandbox in sandboxes:
+                    if sandbox.uid not in workers:
+                        self.say(
+                            f"pod {sandbox.namespace}/{sandbox.name}: no Pod object, ending it"
+                        )
+                        self._deliver(sandbox.uid, None)
+
+    # --- one pod ----------------------------------------------------------------------
+
+    def sync(self, worker: PodWorker) -> bool:
+        """Bring one pod to what its object asks; True once the pod is gone for good."""
+        stored = worker.stored
+        worker.retry_after = RESYNC_SECONDS
+        if stored is None or stored["metadata"].get("deletionTimestamp"):
+            self._terminate(worker, stored)
+            return True
+        status = stored.get("status", {})
+        try:
+            pod = podspec.pod_from_api(stored)
+        except ValueError as error:
+            if status.get("phase") != "Failed":
+                rejected = kubelet_status.rejected_status(status, str(error), _now())
+                self._write_status(worker, rejected)
+            return False
+        if status.get("phase") in TERMINAL:
+            self._stop_sandboxes(worker.uid)
+            return False
+        sandbox = self._ensure_sandbox(pod, worker.uid)
+        waiting = self._start_containers(worker, pod, sandbox)
+        seen = self._observe(pod, worker.uid, sandbox, waiting)
+        written = kubelet_status.pod_status(pod, status, seen, _now())
+        self._write_status(worker, written)
+        if written["phase"] in TERMINAL:
+            self._stop_sandboxes(worker.uid)
+        return False
+
+    def _ensure_sandbox(self, pod: podspec.Pod, uid: str) -> pods.StartedSandbox:
+        """The pod's ready sandbox, or a new one (a sandbox that died is replaced)."""
+        sandboxes = self.cri.list_pod_sandboxes({podspec.POD_UID_LABEL: uid})
+        ready = [s for s in sandboxes if s.ready]
+        if ready:
+            sandbox = max(ready, key=lambda s: s.created_ns)
+            detail = self.cri.pod_sandbox_status(sandbox.id)
+            record = pods.running_record(pod, uid, sandbox.id, detail, self.lab, self.log_root)
+            log_dir = Path(record.log_dir)
+            config = pods.sandbox_config(self.cri, pod, uid, record.cgroup_parent, log_dir)
+            return pods.StartedSandbox(record, config, detail.ip)
+        for dead in sandboxes:
+            self.say(f"pod {pod.key}: sandbox {dead.id[:13]} is not ready, replacing it")
+            pods.stop_sandbox(self.cri, dead, 0, self.say)
+            self.cri.remove_pod_sandbox(dead.id)
+        self.say(f"pod {pod.key}: starting (uid {uid})")
+        return pods.start_sandbox(pod, uid, self.cri, self.lab, self.log_root, len(sandboxes))
+
+    def _instances(self, sandbox_id: str) -> list[ContainerInstance]:
+        found = []
+        for container in self.cri.list_containers(sandbox_id):
+            status = self.cri.container_status(container.id)
+            count = container.annotations.get(podspec.CONTAINER_RESTART_COUNT_ANNOTATION, "0")
+            found.append(
+                ContainerInstance(
+                    id=container.id,
+                    name=container.name,
+                    restart_count=int(count) if count.isdigit() else 0,
+                    state=status.state.removeprefix("CONTAINER_"),
+                    exit_code=status.exit_code,
+                    reason=status.reason,
+                    message=status.message,
+                    started_ns=status.started_ns,
+                    finished_ns=status.finished_ns,
+                    image=status.image,
+                    image_id=status.image_ref,
+                )
+            )
+        return found
+
+    def _start_containers(
+        self, worker: PodWorker, pod: podspec.Pod, sandbox: pods.StartedSandbox
+    ) -> dict[str, Waiting]:
+        """Start what should run (per restartPolicy and back-off); why the others wait."""
+        uid, now = worker.uid, time.time()
+        sandbox_id = sandbox.record.sandbox_id or ""
+        latest = kubelet_status.latest_instances(self._instances(sandbox_id))
+        waiting: dict[str, Waiting] = {}
+        for container in pod.spec.containers:
+            instance, _ = latest.get(container.name, (None, None))
+            restart_count = 0
+            if instance is not None:
+                if instance.state != "EXITED" or not _should_restart(
+                    pod.spec.restart_policy, instance.exit_code
+                ):
+                    continue
+                key = f"{uid}/{container.name}"
+                finished = instance.finished_ns / 1e9
+                remaining = self.crash_backoff.remaining(key, finished, now)
+                if remaining > 0:
+                    delay = self.crash_backoff.delay(key)
+                    message = kubelet_status.backoff_message(delay, container.name, pod, uid)
+                    waiting[container.name] = Waiting("CrashLoopBackOff", message)
+                    worker.retry_after = min(worker.retry_after, remaining + 0.1)
+                    continue
+                self.crash_backoff.next(key, finished, now)
+                restart_count = instance.restart_count + 1
+            image_id = self._pull(worker, container, waiting)
+            if image_id is None:
+                continue
+            self.say(
+                f"pod {pod.key}: starting container {container.name} (restart {restart_count})"
+            )
+            pods.start_container(
+                self.cri, pod, uid, sandbox, container, image_id, restart_count, self.lab
+            )
+            self._prune(sandbox_id, container.name)
+        return waiting
+
+    def _pull(
+        self, worker: PodWorker, container: podspec.Container, waiting: dict[str, Waiting]
+    ) -> str | None:
+        """The image ID, or None with ErrImagePull / ImagePullBackOff in `waiting`."""
+        key, ref, now = f"{worker.uid}/{container.name}/pull", container.image, time.time()
+        if images.by_ref(ref) is not None:  # built on this host: present whatever the policy
+            return pods.pull_image(ref, self.cri, self.cri_socket, self.say)
+        if container.image_pull_policy != "Always":
+            found = self.cri.image_id(ref)
+            if found is not None:
+                return found
+            if container.image_pull_policy == "Never":
+                message = f'Container image "{ref}" is not present with pull policy of Never'
+                waiting[container.name] = Waiting("ErrImageNeverPull", message)
+                return None
+        remaining = self.pull_backoff.remaining_since_update(key, now)
+        if remaining > 0:
+            error = self._pull_errors.get(key, "")
+            message = f'Back-off pulling image "{ref}": ErrImagePull: {error}'
+            waiting[container.name] = Waiting("ImagePullBackOff", message)
+            worker.retry_after = min(worker.retry_after, remaining + 0.1)
+            return None
+        try:
+            return pods.pull_image(ref, self.cri, self.cri_socket, self.say)
+        except pods.ImageNotInLab as error:
+            self.pull_backoff.next(key, now, now)
+            self._pull_errors[key] = str(error)
+            waiting[container.name] = Waiting("ErrImagePull", str(error))
+            worker.retry_after = min(worker.retry_after, 1.0)  # then ImagePullBackOff
+            return None
+
+    def _prune(self, sandbox_id: str, name: str) -> None:
+        """The kubelet's container GC: dead instances beyond the KEPT_INSTANCES newest go."""
+        instances = [i for i in self._instances(sandbox_id) if i.name == name]
+        ordered = sorted(instances, key=lambda i: i.restart_count, reverse=True)
+        for old in ordered[KEPT_INSTANCES:]:
+            if old.state == "EXITED":
+                self.cri.remove_container(old.id)
+
+    def _observe(
+        self,
+        pod: podspec.Pod,
+        uid: str,
+        sandbox: pods.StartedSandbox,
+        waiting: dict[str, Waiting],
+    ) -> PodObservation:
+        return PodObservation(
+            sandbox_ready=True,
+            pod_ip=sandbox.ip,
+            host_ip=self.facts.internal_ip,
+            qos_class=podspec.qos_class(pod).value,
+            instances=self._instances(sandbox.record.sandbox_id or ""),
+            waiting=waiting,
+        )
+
+    def _write_status(self, worker: PodWorker, status: dict[str, Any]) -> None:
+        """PUT pods/status when it differs from what this worker last wrote; a conflict
+        reads the object again. A pod gone meanwhile is left to its DELETED event."""
+        if status == worker.written or worker.stored is None:
+            return
+        current = worker.stored
+        meta = current["metadata"]
+        path = pod_path(meta["namespace"], meta["name"], "status")
+        for _ in range(5):
+            try:
+                written = self.client.request("PUT", path, {**current, "status": status})
+            except ApiStatusError as error:
+                if error.status == 404:
+                    return
+                if error.status != 409:
+                    raise
+                current = self.client.request("GET", pod_path(meta["namespace"], meta["name"]))
+                if current["metadata"]["uid"] != worker.uid:
+                    return
+                continue
+            worker.written = status
+            worker.stored = written
+            return
+
+    def _stop_sandboxes(self, uid: str) -> None:
+        """A terminal pod's sandbox is stopped (its IP released); it stays until deletion."""
+        for sandbox in self.cri.list_pod_sandboxes({podspec.POD_UID_LABEL: uid}):
+            if sandbox.ready:
+                pods.stop_sandbox(self.cri, sandbox, 0, self.say)
+
+    def _terminate(self, worker: PodWorker, stored: dict[str, Any] | None) -> None:
+        """Stop the containers with the pod's grace (SIGTERM, SIGKILL once it is over),
+        remove everything of the pod, then its object (DELETE gracePeriodSeconds=0)."""
+        grace: int | None = None  # no object: the grace the containers were started with
+        if stored is not None:
+            meta = stored["metadata"]
+            declared = meta.get("deletionGracePeriodSeconds")
+            if declared is None:
+                declared = stored.get("spec", {}).get("terminationGracePeriodSeconds", 30)
+            grace = max(int(declared), MINIMUM_GRACE_SECONDS)
+            self.say(f"pod {meta['namespace']}/{meta['name']}: deleting (grace {grace} s)")
+        pods.remove_pod(self.cri, worker.uid, self.lab, grace, self.say)
+        if stored is None:
+            return
+        body = {
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "gracePeriodSeconds": 0,
+            "preconditions": {"uid": worker.uid},
+        }
+        with contextlib.suppress(ApiStatusError):  # gone already, or another pod's name now
+            self.client.request("DELETE", pod_path(meta["namespace"], meta["name"]), body)
+
+    # --- the process ------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Until stop(): node heartbeat, relist and pod workers in threads, list/watch here."""
+        for target, name in ((self._node_heartbeat, "node"), (self._relist, "relist")):
+            threading.Thread(target=target, name=name, daemon=True).start()
+        self._watch_pods()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def healthy(self) -> bool:
+        return self.node_registered.is_set() and self.listed.is_set()
 
 
-def log_directory_name(pod: Pod, uid: str) -> str:
-    """The kubelet's per-pod log folder name: <namespace>_<name>_<uid>."""
-    return f"{pod.metadata.namespace}_{pod.metadata.name}_{uid}"
+def _should_restart(policy: str, exit_code: int) -> bool:
+    return policy == "Always" or (policy == "OnFailure" and exit_code != 0)
 
 
-def container_log_path(container: Container, restart_count: int = 0) -> str:
-    """Relative to the pod's log folder: <container>/<restart count>.log."""
-    return f"{container.name}/{restart_count}.log"
-
-
-# What the API server sets or defaults on every Pod that the lab's kubelet does not act on
-# (no cluster DNS, one scheduler, no service links, no priority, no service accounts):
-# left out when it reads a stored Pod. Any other field it does not run rejects the pod.
-SERVER_SET_POD_FIELDS = frozenset(
-    {
-        "dnsPolicy",
-        "schedulerName",
-        "securityContext",
-        "enableServiceLinks",
-        "priority",
-        "preemptionPolicy",
-        "nodeName",
-        "tolerations",
-        "serviceAccountName",
-        "serviceAccount",
-    }
-)
-SERVER_SET_CONTAINER_FIELDS = frozenset({"terminationMessagePath", "terminationMessagePolicy"})
-
-
-def pod_from_api(stored: dict[str, Any]) -> Pod:
-    """The model of a Pod as the API server stores it (defaulted, with status); ValueError
-    names the first field the lab's kubelet cannot honour."""
-    metadata = stored.get("metadata", {})
-    spec = {k: v for k, v in stored.get("spec", {}).items() if k not in SERVER_SET_POD_FIELDS}
-    spec["containers"] = [
-        {k: v for k, v in container.items() if k not in SERVER_SET_CONTAINER_FIELDS}
-        for container in spec.get("containers", [])
-    ]
-    document = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            key: metadata[key]
-            for key in ("name", "namespace", "labels", "annotations")
-            if key in metadata
-        },
-        "spec": spec,
-    }
-    try:
-        return Pod.model_validate(document)
-    except ValidationError as error:
-        first = error.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        raise ValueError(f"{field}: {first['msg'].removeprefix('Value error, ')}") from None
+def main(
+    kubeconfig: Path, cri_socket: Path, lab: Path, log_root: Path, healthz: str, say: Say
+) -> int:
+    """The process: runs until SIGTERM or SIGINT, leaving its pods running."""
+    client = KubeClient(kubeconfig)
+    host, _, port = healthz.rpartition(":")
+    with CriClient(cri_socket) as cri:
+        owner = LabKubelet(client, cri, cri_socket, lab, log_root, say)
+        server = processes.serve_healthz(owner.healthy, host or "127.0.0.1", int(port))
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: owner.stop())
+        say(f"node {owner.node}: kubelet for {client.server}, CRI {cri_socket}")
+        watcher = threading.Thread(target=owner.run, name="watch", daemon=True)
+        watcher.start()
+        while not owner.stopping.wait(1.0):
+            if not watcher.is_alive():
+                raise UserError("the kubelet's watch ended unexpectedly")
+        server.shutdown()
+    say("stopped (pods keep running)")
+    return 0

@@ -20,18 +20,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from kernel_gossip.cgroupfs import CgroupFs
-from kernel_gossip.cri import CriClient, CriError
-from kernel_gossip.errors import UserError
-from kernel_gossip.lab import metrics, pods
-from kernel_gossip.lab.kubeapi import ApiStatusError, KubeClient
-from kernel_gossip.lab.metrics import (
+from kernel_gossip.core import podmetrics as metrics
+from kernel_gossip.core.podmetrics import (
     MetricsBatch,
     MetricsPoint,
     MetricsStorage,
     ObjectRef,
     PodRef,
 )
+from kernel_gossip.cri import CriClient, CriError
+from kernel_gossip.errors import UserError
+from kernel_gossip.host.cgroupfs import CgroupFs
+from kernel_gossip.kube.client import ApiStatusError, KubeClient
+from kernel_gossip.lab import pods
 
 log = logging.getLogger("kernel_gossip.metrics_server")
 

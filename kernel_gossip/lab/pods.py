@@ -1,4 +1,4 @@
-"""Pods on the lab's containerd, run the way a kubelet runs them: the I/O side of kubelet.py,
+"""Pods on the lab's containerd, run the way a kubelet runs them: the I/O side of podspec.py,
 used by the lab's kubelet (kubelet_daemon.py), which decides when each step happens.
 
 Start: the pod cgroup kubepods/<qos>/pod<uid> with the pod-level shares/quota (without a
@@ -28,12 +28,13 @@ from typing import Any
 from pydantic import Field
 
 from kernel_gossip import paths
-from kernel_gossip.cgroupfs import remove_cgroup
-from kernel_gossip.cgroups import QosClass
+from kernel_gossip.core import podspec
+from kernel_gossip.core.cgroups import QosClass
 from kernel_gossip.cri import CriClient, CriError, Sandbox, SandboxDetail
 from kernel_gossip.errors import UserError
-from kernel_gossip.lab import images, kubelet
-from kernel_gossip.models import CamelModel
+from kernel_gossip.host.cgroupfs import remove_cgroup
+from kernel_gossip.lab import images
+from kernel_gossip.schema.report import CamelModel
 
 Say = Callable[[str], None]
 KILL_TIMEOUT_S = 10.0
@@ -106,7 +107,7 @@ def _records(lab: Path | None) -> list[PodRecord]:
 
 
 def _identity(uid: str) -> dict[str, str]:
-    return {kubelet.POD_UID_LABEL: uid}
+    return {podspec.POD_UID_LABEL: uid}
 
 
 # --- images: the lab's table stands in for a registry ------------------------------------
@@ -146,24 +147,24 @@ class StartedSandbox:
 
 
 def start_sandbox(
-    pod: kubelet.Pod, uid: str, cri: CriClient, lab: Path | None, log_root: Path, attempt: int
+    pod: podspec.Pod, uid: str, cri: CriClient, lab: Path | None, log_root: Path, attempt: int
 ) -> StartedSandbox:
     """Pod cgroup with the pod-level limits, then RunPodSandbox; recorded before each step.
     A failure removes what was made and raises UserError."""
-    qos = kubelet.qos_class(pod)
-    log_dir = log_root / kubelet.log_directory_name(pod, uid)
+    qos = podspec.qos_class(pod)
+    log_dir = log_root / podspec.log_directory_name(pod, uid)
     record = PodRecord(
         namespace=pod.metadata.namespace,
         name=pod.metadata.name,
         uid=uid,
         qos_class=qos,
-        cgroup_parent=kubelet.pod_cgroup_parent(qos, uid),
+        cgroup_parent=podspec.pod_cgroup_parent(qos, uid),
         log_dir=str(log_dir),
         created_at=datetime.now(UTC),
     )
     _save(lab, record)
     try:
-        create_pod_cgroup(record.cgroup_parent, kubelet.pod_cgroup_config(pod), lab)
+        create_pod_cgroup(record.cgroup_parent, podspec.pod_cgroup_config(pod), lab)
         config = sandbox_config(cri, pod, uid, record.cgroup_parent, log_dir, attempt)
         for container in pod.spec.containers:
             (log_dir / container.name).mkdir(parents=True, exist_ok=True)
@@ -178,7 +179,7 @@ def start_sandbox(
 
 
 def running_record(
-    pod: kubelet.Pod,
+    pod: podspec.Pod,
     uid: str,
     sandbox_id: str,
     detail: SandboxDetail,
@@ -194,9 +195,9 @@ def running_record(
         namespace=pod.metadata.namespace,
         name=pod.metadata.name,
         uid=uid,
-        qos_class=kubelet.qos_class(pod),
+        qos_class=podspec.qos_class(pod),
         cgroup_parent=detail.cgroup_parent,
-        log_dir=str(log_root / kubelet.log_directory_name(pod, uid)),
+        log_dir=str(log_root / podspec.log_directory_name(pod, uid)),
         sandbox_id=sandbox_id,
         netns_path=detail.netns_path,
         created_at=datetime.now(UTC),
@@ -207,10 +208,10 @@ def running_record(
 
 def start_container(
     cri: CriClient,
-    pod: kubelet.Pod,
+    pod: podspec.Pod,
     uid: str,
     sandbox: StartedSandbox,
-    container: kubelet.Container,
+    container: podspec.Container,
     image_id: str,
     restart_count: int,
     lab: Path | None,
@@ -232,7 +233,7 @@ def _namespace_options(cri: CriClient) -> Any:
     return api.NamespaceOption(network=api.POD, pid=api.CONTAINER, ipc=api.POD)
 
 
-def _linux_resources(cri: CriClient, resources: kubelet.ContainerResources) -> Any:
+def _linux_resources(cri: CriClient, resources: podspec.ContainerResources) -> Any:
     return cri.api.LinuxContainerResources(
         cpu_period=resources.cpu_period_us,
         cpu_quota=resources.cpu_quota_us,
@@ -244,7 +245,7 @@ def _linux_resources(cri: CriClient, resources: kubelet.ContainerResources) -> A
 
 def sandbox_config(
     cri: CriClient,
-    pod: kubelet.Pod,
+    pod: podspec.Pod,
     uid: str,
     cgroup_parent: str,
     log_dir: Path,
@@ -259,28 +260,28 @@ def sandbox_config(
         ),
         hostname=pod.spec.hostname or pod.metadata.name,
         log_directory=str(log_dir),
-        labels=kubelet.sandbox_labels(pod, uid),
-        annotations=kubelet.sandbox_annotations(pod),
+        labels=podspec.sandbox_labels(pod, uid),
+        annotations=podspec.sandbox_annotations(pod),
         linux=api.LinuxPodSandboxConfig(
             cgroup_parent=cgroup_parent,
             security_context=api.LinuxSandboxSecurityContext(
                 namespace_options=_namespace_options(cri)
             ),
-            resources=_linux_resources(cri, kubelet.sandbox_resources(pod)),
+            resources=_linux_resources(cri, podspec.sandbox_resources(pod)),
         ),
     )
 
 
 def _container_config(
     cri: CriClient,
-    pod: kubelet.Pod,
+    pod: podspec.Pod,
     uid: str,
-    container: kubelet.Container,
+    container: podspec.Container,
     image_id: str,
     restart_count: int,
 ) -> Any:
     api = cri.api
-    resources = kubelet.container_resources(pod, container, _memory_capacity())
+    resources = podspec.container_resources(pod, container, _memory_capacity())
     return api.ContainerConfig(
         metadata=api.ContainerMetadata(name=container.name, attempt=restart_count),
         image=api.ImageSpec(image=image_id, user_specified_image=container.image),
@@ -289,15 +290,15 @@ def _container_config(
         working_dir=container.working_dir or "",
         # CRI runtime.v1 (0.36) carries env values as bytes.
         envs=[api.KeyValue(key=env.name, value=env.value.encode()) for env in container.env],
-        labels=kubelet.container_labels(pod, uid, container),
-        annotations=kubelet.container_annotations(pod, container, restart_count),
-        log_path=kubelet.container_log_path(container, restart_count),
+        labels=podspec.container_labels(pod, uid, container),
+        annotations=podspec.container_annotations(pod, container, restart_count),
+        log_path=podspec.container_log_path(container, restart_count),
         linux=api.LinuxContainerConfig(
             resources=_linux_resources(cri, resources),
             security_context=api.LinuxContainerSecurityContext(
                 namespace_options=_namespace_options(cri),
-                masked_paths=list(kubelet.DEFAULT_MASKED_PATHS),
-                readonly_paths=list(kubelet.DEFAULT_READONLY_PATHS),
+                masked_paths=list(podspec.DEFAULT_MASKED_PATHS),
+                readonly_paths=list(podspec.DEFAULT_READONLY_PATHS),
             ),
         ),
     )
@@ -332,7 +333,7 @@ def _cpu_hierarchy(hierarchies: list[Path]) -> Path:
     raise UserError("lab pods need the cgroup v1 cpu controller (hybrid or v1 layout)")
 
 
-def create_pod_cgroup(parent: str, config: kubelet.PodCgroupConfig, lab: Path | None) -> None:
+def create_pod_cgroup(parent: str, config: podspec.PodCgroupConfig, lab: Path | None) -> None:
     """mkdir the pod cgroup in every hierarchy and write the pod-level CPU and memory
     limits, as the kubelet's pod container manager does before RunPodSandbox."""
     hierarchies = cgroup_hierarchies()
@@ -526,7 +527,7 @@ def stop_sandbox(cri: CriClient, sandbox: Sandbox, grace: int | None, say: Say) 
 
 
 def _grace(annotations: dict[str, str]) -> int:
-    value = annotations.get(kubelet.POD_TERMINATION_GRACE_PERIOD_ANNOTATION, "30")
+    value = annotations.get(podspec.POD_TERMINATION_GRACE_PERIOD_ANNOTATION, "30")
     return int(value) if value.isdigit() else 30
 
 

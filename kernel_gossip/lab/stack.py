@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from kernel_gossip import paths
+from kernel_gossip.core import podmetrics, podstatus
 from kernel_gossip.errors import UserError
-from kernel_gossip.lab import apiserver, containerd, kubelet_status, metrics, processes
-from kernel_gossip.lab.kubeapi import ApiStatusError, KubeClient, pod_path
+from kernel_gossip.kube.client import ApiStatusError, KubeClient, pod_path
+from kernel_gossip.lab import apiserver, containerd, processes
 
 Say = Callable[[str], None]
 
@@ -248,7 +249,7 @@ def _start_metrics_server(
     say: Say,
 ) -> str:
     url = f"http://127.0.0.1:{port}"
-    resolution = metrics.go_duration(resolution_ns)
+    resolution = podmetrics.go_duration(resolution_ns)
     command = [
         KERNEL_GOSSIP,
         "lab",
@@ -272,7 +273,7 @@ def _start_metrics_server(
 
 
 def node_name() -> str:
-    return kubelet_status.node_name(socket.gethostname())
+    return podstatus.node_name(socket.gethostname())
 
 
 def up_node(lab: Path | None = None, say: Say = print) -> tuple[Path, Path]:
@@ -291,7 +292,7 @@ def up_node(lab: Path | None = None, say: Say = print) -> tuple[Path, Path]:
 def up(
     lab: Path | None = None,
     say: Say = print,
-    metric_resolution_ns: int = metrics.DEFAULT_METRIC_RESOLUTION_NS,
+    metric_resolution_ns: int = podmetrics.DEFAULT_METRIC_RESOLUTION_NS,
 ) -> dict[str, Any]:
     """Bring every part up (what runs is kept); returns status()."""
     where = stack_layout(lab)

@@ -6,7 +6,7 @@ import socket
 from datetime import UTC, datetime
 from typing import Any
 
-from kernel_gossip.analysis import PodFacts, ScaledWorkload, parse_cpu_quantity
+from kernel_gossip.operator.analysis import PodFacts, ScaledWorkload, parse_cpu_quantity
 from kernel_gossip.operator.kube import ApiError, JsonObject, KubeClient, core_path, group_path
 
 log = logging.getLogger("kernel_gossip.operator")

@@ -22,9 +22,10 @@ import kopf
 from aiohttp import web
 from pydantic import ValidationError
 
-from kernel_gossip.analysis import Thresholds, birth_summary, whisper_status
 from kernel_gossip.errors import UserError
+from kernel_gossip.host.tokens import TokenFile
 from kernel_gossip.operator import podfacts
+from kernel_gossip.operator.analysis import Thresholds, birth_summary, whisper_status
 from kernel_gossip.operator.events import EventRecorder
 from kernel_gossip.operator.kube import ApiError, KubeClient, connection_info, core_path
 from kernel_gossip.operator.webhook import SIGNAL_PATHS, Webhook
@@ -36,14 +37,13 @@ from kernel_gossip.operator.writer import (
     announce_whisper,
     previous_history,
 )
-from kernel_gossip.resources import (
+from kernel_gossip.schema.resources import (
     GROUP,
     VERSION,
     KernelWhisperSpec,
     PodBirthCertificateSpec,
     PodBirthCertificateStatus,
 )
-from kernel_gossip.tokens import TokenFile
 
 log = logging.getLogger("kernel_gossip.operator")
 

@@ -29,7 +29,7 @@ from pydantic import ValidationError
 
 from kernel_gossip.operator.kube import ApiError
 from kernel_gossip.operator.writer import ConflictsExhausted, PodMismatch, Writer, Written
-from kernel_gossip.payloads import CpuThrottlePayload, parse_signal
+from kernel_gossip.schema.signal import CpuThrottlePayload, parse_signal
 
 log = logging.getLogger("kernel_gossip.operator")
 

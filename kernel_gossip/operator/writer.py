@@ -16,7 +16,8 @@ from typing import Any, Literal
 
 from pydantic import TypeAdapter, ValidationError
 
-from kernel_gossip.analysis import (
+from kernel_gossip.operator import podfacts
+from kernel_gossip.operator.analysis import (
     PodFacts,
     Thresholds,
     birth_summary,
@@ -25,22 +26,21 @@ from kernel_gossip.analysis import (
     usage_report,
     whisper_status,
 )
-from kernel_gossip.operator import podfacts
 from kernel_gossip.operator.events import EventRecorder
 from kernel_gossip.operator.kube import ApiError, JsonObject, KubeClient, group_path
 from kernel_gossip.operator.naming import certificate_name, whisper_name
-from kernel_gossip.payloads import (
-    CpuThrottlePayload,
-    PodCreationPayload,
-    birth_certificate_spec,
-    kernel_truth,
-)
-from kernel_gossip.resources import (
+from kernel_gossip.schema.resources import (
     API_VERSION,
     KernelWhisperSpec,
     KernelWhisperStatus,
     PodBirthCertificateStatus,
     ThrottleReading,
+)
+from kernel_gossip.schema.signal import (
+    CpuThrottlePayload,
+    PodCreationPayload,
+    birth_certificate_spec,
+    kernel_truth,
 )
 
 log = logging.getLogger("kernel_gossip.operator")

@@ -13,10 +13,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from kernel_gossip.analysis import parse_cpu_quantity
 from kernel_gossip.errors import UserError
+from kernel_gossip.kube.client import ApiStatusError, KubeClient
 from kernel_gossip.lab import images
-from kernel_gossip.lab.kubeapi import ApiStatusError, KubeClient
+from kernel_gossip.operator.analysis import parse_cpu_quantity
 from kernel_gossip.operator.naming import certificate_name, whisper_name
 from kernel_gossip.paths import REPO_DIR
 from kernel_gossip.rehearse import moments
@@ -25,7 +25,7 @@ from kernel_gossip.rehearse.moments import window_seconds as _window_seconds
 from kernel_gossip.rehearse.terminal import Terminal
 
 MANIFESTS = REPO_DIR / "deploy" / "rehearse"
-DEMO_MANIFESTS = REPO_DIR / "lab" / "manifests" / "demo"
+DEMO_MANIFESTS = REPO_DIR / "deploy" / "manifests" / "demo"
 BIRTH_POD = "test-pod"
 BIRTH_IMAGE = "nginx:alpine"
 BURSTY_POD = "bursty-worker"

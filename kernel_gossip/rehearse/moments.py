@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from kernel_gossip.analysis import parse_cpu_quantity
+from kernel_gossip.operator.analysis import parse_cpu_quantity
 
 Moment = str
 MOMENTS: tuple[Moment, ...] = ("birth", "lie", "webhook", "hpa")

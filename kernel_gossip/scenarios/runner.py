@@ -15,7 +15,6 @@ from urllib.parse import quote
 
 from kernel_gossip.errors import UserError
 from kernel_gossip.lab.stack import OPERATOR_NAMESPACE
-from kernel_gossip.resources import API_VERSION
 from kernel_gossip.scenarios import load, report
 from kernel_gossip.scenarios.cluster import READY_TIMEOUT_SECONDS, Cluster, documents, pod_ready
 from kernel_gossip.scenarios.expectations import (
@@ -39,6 +38,7 @@ from kernel_gossip.scenarios.spec import (
     WhisperExpectation,
 )
 from kernel_gossip.scenarios.truth import Sampler
+from kernel_gossip.schema.resources import API_VERSION
 
 Say = Callable[[str], None]
 BASELINE_SECONDS = 2.0

@@ -11,10 +11,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from kernel_gossip.core.podspec import parse_quantity
 from kernel_gossip.errors import UserError
-from kernel_gossip.lab.kubelet import parse_quantity
 from kernel_gossip.lab.stack import OPERATOR_NAMESPACE
-from kernel_gossip.resources import API_VERSION, kernel_whisper_name
 from kernel_gossip.scenarios.cluster import Cluster
 from kernel_gossip.scenarios.expectations import (
     CpuSample,
@@ -23,6 +22,7 @@ from kernel_gossip.scenarios.expectations import (
     PodKey,
     WhisperReading,
 )
+from kernel_gossip.schema.resources import API_VERSION, kernel_whisper_name
 
 API_POLL_SECONDS = 1.0
 

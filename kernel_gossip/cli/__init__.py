@@ -1,0 +1,1 @@
+"""Front ends: `kernel-gossip` and one module per subcommand; nothing else imports them."""

@@ -1,0 +1,1 @@
+"""The Python side of bpf/*.c: the run-queue and births probes, and `observe` on top of them."""
