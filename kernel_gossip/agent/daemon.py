@@ -27,7 +27,7 @@ from kernel_gossip.core.cgroups import CgroupMode
 from kernel_gossip.errors import UserError
 from kernel_gossip.host.cgroupfs import CgroupFs
 from kernel_gossip.host.tokens import TokenFile
-from kernel_gossip.probes.births import BirthWatch
+from kernel_gossip.probes.births import DEFAULT_RUNTIMES, BirthWatch
 from kernel_gossip.probes.observe import REFRESH_SECONDS, Observation, container_cgroups
 from kernel_gossip.probes.runqlat import KeyMode, RunqueueProbe
 from kernel_gossip.schema.signal import CpuThrottlePayload, PodCreationPayload
@@ -51,7 +51,7 @@ class AgentConfig:
     node: str
     spool_dir: Path
     threshold_percent: float = 25.0
-    runtimes: tuple[str, ...] = ("runc", "crun")
+    runtimes: tuple[str, ...] = DEFAULT_RUNTIMES
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9101
     spool_capacity: int = 10_000

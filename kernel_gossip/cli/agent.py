@@ -17,6 +17,7 @@ from kernel_gossip.cli.args import positive_seconds
 from kernel_gossip.errors import UserError
 from kernel_gossip.host.bpf import check_prerequisites
 from kernel_gossip.host.tokens import TokenFile
+from kernel_gossip.probes.births import DEFAULT_RUNTIMES
 from kernel_gossip.schema.signal import NodeName
 
 NODE_NAME = TypeAdapter[str](NodeName)
@@ -69,7 +70,8 @@ def register(commands: Any) -> None:
         "--runtime",
         action="append",
         metavar="NAME",
-        help="OCI runtime whose births are watched; repeatable (default runc and crun)",
+        help="OCI runtime whose births are watched; repeatable "
+        f"(default {' and '.join(DEFAULT_RUNTIMES)})",
     )
     parser.add_argument(
         "--metrics-address",
@@ -120,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         node=node,
         spool_dir=args.spool_dir,
         threshold_percent=args.threshold,
-        runtimes=tuple(args.runtime or ("runc", "crun")),
+        runtimes=tuple(args.runtime or DEFAULT_RUNTIMES),
         metrics_host=host,
         metrics_port=port,
     )

@@ -5,8 +5,7 @@ import argparse
 from typing import NoReturn
 
 from kernel_gossip.errors import EXIT_USER_ERROR
-
-MAX_SECONDS = 86400
+from kernel_gossip.schema.signal import MAX_WINDOW_SECONDS
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -22,8 +21,10 @@ def positive_seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 < value <= MAX_SECONDS:
-        raise argparse.ArgumentTypeError(f"must be within (0, {MAX_SECONDS}] seconds: {text}")
+    if not 0 < value <= MAX_WINDOW_SECONDS:
+        raise argparse.ArgumentTypeError(
+            f"must be within (0, {MAX_WINDOW_SECONDS:g}] seconds: {text}"
+        )
     return value
 
 

@@ -9,13 +9,14 @@ from rich.panel import Panel
 from rich.table import Table
 
 from kernel_gossip.cli.args import positive_seconds
+from kernel_gossip.cli.console import wide_console
 from kernel_gossip.core.births import PodBirth
 from kernel_gossip.probes.births import DEFAULT_RUNTIMES, BirthWatch
 from kernel_gossip.schema.report import BirthsReport, ContainerBirth
 
 POLL_SECONDS = 0.2
 TOP_SYSCALLS = 12
-WIDE_OUTPUT = 200
+PIPED_WIDTH = 200
 
 
 def register(commands: Any) -> None:
@@ -56,9 +57,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(BirthsReport(births=births).model_dump_json(by_alias=True))
     else:
-        out = Console()
-        if not out.is_terminal:  # files and pipes get whole IDs and paths on one line
-            out = Console(width=WIDE_OUTPUT)
+        out = wide_console(PIPED_WIDTH)  # files and pipes get whole IDs and paths on one line
         for birth in births:
             out.print(certificate_panel(birth))
         if pods:

@@ -10,7 +10,8 @@ import argparse
 import os
 from typing import Any
 
-from kernel_gossip.cli.observe import observe_with_progress, report_table, wide_console
+from kernel_gossip.cli.console import wide_console
+from kernel_gossip.cli.observe import observe_with_progress, report_table
 from kernel_gossip.errors import UserError
 from kernel_gossip.host.cgroupfs import CgroupFs
 from kernel_gossip.host.workload import CgroupWorkload, bursty_loop

@@ -6,7 +6,6 @@ This module owns the `lab` group; a module adding a subgroup exposes
 
 import argparse
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from kernel_gossip.cli import lab_metrics as metrics_cli
 from kernel_gossip.cli import lab_pods as pods_cli
 from kernel_gossip.cli import lab_stack as stack_cli
 from kernel_gossip.cli.args import port_number
+from kernel_gossip.cli.console import progress_to_stderr
 from kernel_gossip.lab import apiserver
 
 
@@ -83,8 +83,7 @@ def register_lab(groups: Any) -> None:
     stop.set_defaults(handler=run_stop)
 
 
-def _progress(message: str) -> None:
-    print(f"[lab api] {message}", file=sys.stderr, flush=True)
+_progress = progress_to_stderr("lab api")
 
 
 def run_start(args: argparse.Namespace) -> int:

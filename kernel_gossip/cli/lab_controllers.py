@@ -1,10 +1,10 @@
 """`kernel-gossip lab controller-manager`: the lab's controllers (`lab up` starts it)."""
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
+from kernel_gossip.cli.console import progress_to_stderr
 from kernel_gossip.core import autoscaling
 from kernel_gossip.lab import apiserver, controllers
 
@@ -43,8 +43,7 @@ def register_lab(groups: Any) -> None:
     parser.set_defaults(handler=run_controller_manager)
 
 
-def _say(message: str) -> None:
-    print(f"[lab controller-manager] {message}", file=sys.stderr, flush=True)
+_say = progress_to_stderr("lab controller-manager")
 
 
 def run_controller_manager(args: argparse.Namespace) -> int:

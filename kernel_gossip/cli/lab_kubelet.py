@@ -1,11 +1,11 @@
 """`kernel-gossip lab kubelet`: the lab's kubelet process (`lab up` starts it)."""
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
 from kernel_gossip import paths
+from kernel_gossip.cli.console import progress_to_stderr
 from kernel_gossip.lab import apiserver, containerd
 from kernel_gossip.lab import kubelet as kubelet_daemon
 
@@ -39,8 +39,7 @@ def register_lab(groups: Any) -> None:
     parser.set_defaults(handler=run_kubelet)
 
 
-def _say(message: str) -> None:
-    print(f"[lab kubelet] {message}", file=sys.stderr, flush=True)
+_say = progress_to_stderr("lab kubelet")
 
 
 def run_kubelet(args: argparse.Namespace) -> int:

@@ -9,20 +9,19 @@ grace period, then removes the objects) and waits until they are gone. `kubectl 
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
 from kernel_gossip import paths
+from kernel_gossip.cli.console import progress_to_stderr, wide_console
 from kernel_gossip.core import podspec
 from kernel_gossip.core.cgroups import QosClass
 from kernel_gossip.cri import CriClient, CriError
 from kernel_gossip.errors import UserError
-from kernel_gossip.kube.client import ApiStatusError, KubeClient, pod_path
+from kernel_gossip.kube.client import ApiError, KubeClient, pod_path
 from kernel_gossip.lab import apiserver, containerd, pods
 
 WAIT_SECONDS = 600.0  # a first nginx or curl pull builds the image: about a minute or two
@@ -82,8 +81,7 @@ def _api_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _say(message: str) -> None:
-    print(f"[lab pods] {message}", file=sys.stderr, flush=True)
+_say = progress_to_stderr("lab pods")
 
 
 def _client(args: argparse.Namespace) -> KubeClient | None:
@@ -125,7 +123,7 @@ def run_apply(args: argparse.Namespace) -> int:
             body = pod.model_dump(by_alias=True, exclude_defaults=True)
             try:
                 client.request("POST", pod_path(pod.metadata.namespace), body)
-            except ApiStatusError as error:
+            except ApiError as error:
                 if error.status == 409:
                     raise UserError(f"pod {pod.key} already exists: delete it first") from None
                 raise
@@ -177,7 +175,7 @@ def _delete(client: KubeClient, namespace: str, name: str) -> bool:
     try:
         uid = client.request("GET", path)["metadata"]["uid"]
         client.request("DELETE", path, {"preconditions": {"uid": uid}})
-    except ApiStatusError as error:
+    except ApiError as error:
         if error.status == 404:
             return False
         raise
@@ -185,7 +183,7 @@ def _delete(client: KubeClient, namespace: str, name: str) -> bool:
     while time.monotonic() < deadline:
         try:
             current = client.request("GET", path)
-        except ApiStatusError as error:
+        except ApiError as error:
             if error.status == 404:
                 return True
             raise
@@ -317,5 +315,5 @@ def _print(shown: list[dict[str, Any]], as_json: bool) -> None:
             containers,
             view["cgroupParent"],
         )
-    console = Console() if sys.stdout.isatty() else Console(width=1000)
+    console = wide_console()
     console.print(table)

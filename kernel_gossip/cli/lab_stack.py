@@ -2,9 +2,9 @@
 
 import argparse
 import json
-import sys
 from typing import Any
 
+from kernel_gossip.cli.console import progress_to_stderr
 from kernel_gossip.cli.lab_metrics import metric_resolution
 from kernel_gossip.core import podmetrics
 from kernel_gossip.lab import stack
@@ -48,8 +48,7 @@ def register_lab(groups: Any) -> None:
         parser.set_defaults(handler=handler)
 
 
-def _say(message: str) -> None:
-    print(f"[lab] {message}", file=sys.stderr, flush=True)
+_say = progress_to_stderr("lab")
 
 
 def run_up(args: argparse.Namespace) -> int:

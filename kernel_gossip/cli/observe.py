@@ -1,7 +1,6 @@
 """CLI of `kernel-gossip observe`: arguments, progress, the table and the JSON."""
 
 import argparse
-import sys
 from typing import Any
 
 from rich.console import Console
@@ -9,6 +8,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from kernel_gossip.cli.args import positive_seconds
+from kernel_gossip.cli.console import wide_console
 from kernel_gossip.probes.observe import observe
 from kernel_gossip.schema.report import ContainerCpuTruth, ObserveReport
 
@@ -62,11 +62,6 @@ def observe_with_progress(paths: list[str], every: bool, duration: float) -> Obs
     ) as progress:
         task = progress.add_task("observe", total=duration)
         return observe(paths, every, duration, lambda done: progress.update(task, completed=done))
-
-
-def wide_console() -> Console:
-    """The terminal's width, or wide enough for full cgroup paths when piped."""
-    return Console() if sys.stdout.isatty() else Console(width=1000)
 
 
 def _cores(value: float | None) -> str:

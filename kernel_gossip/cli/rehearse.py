@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from kernel_gossip.cli.console import progress_to_stderr
 from kernel_gossip.errors import UserError
 from kernel_gossip.lab import stack
 from kernel_gossip.rehearse import demos, moments
@@ -41,8 +42,7 @@ def _echo(text: str) -> None:
     print(text, flush=True)
 
 
-def _say(text: str) -> None:
-    print(f"[rehearse] {text}", file=sys.stderr, flush=True)
+_say = progress_to_stderr("rehearse")
 
 
 def connect(kubeconfig: Path | None, namespace: str) -> Cluster:

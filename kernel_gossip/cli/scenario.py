@@ -10,6 +10,7 @@ from typing import Any
 
 from kernel_gossip import paths
 from kernel_gossip.cli.args import positive_seconds
+from kernel_gossip.cli.console import progress_to_stderr
 from kernel_gossip.scenarios.spec import load_spec
 
 SPECS_DIR = paths.REPO_DIR / "scenarios" / "specs"
@@ -56,8 +57,7 @@ def register(commands: Any) -> None:
     listing.set_defaults(handler=list_specs)
 
 
-def _say(message: str) -> None:
-    print(f"[scenario] {message}", file=sys.stderr, flush=True)
+_say = progress_to_stderr("scenario")
 
 
 def run_specs(args: argparse.Namespace) -> int:

@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from kernel_gossip.core.cgroups import QosClass
+from kernel_gossip.schema.names import is_dns_label, is_dns_subdomain
 from kernel_gossip.schema.report import CamelModel
 
 # The kubelet's constants (pkg/kubelet/cm/helpers_linux.go).
@@ -77,9 +78,6 @@ _QUANTITY = re.compile(
 )
 _BINARY_SUFFIX = {"Ki": 1, "Mi": 2, "Gi": 3, "Ti": 4, "Pi": 5, "Ei": 6}
 _DECIMAL_SUFFIX = {"n": -9, "u": -6, "m": -3, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
-# RFC 1123 label (container names, namespaces) and subdomain (pod names).
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
 def parse_quantity(text: str | int | float) -> Fraction:
@@ -194,7 +192,7 @@ class Container(CamelModel):
     @field_validator("name")
     @classmethod
     def _dns_label(cls, name: str) -> str:
-        if not _DNS_LABEL.match(name):
+        if not is_dns_label(name):
             raise ValueError(f"container name {name!r} is not a DNS-1123 label")
         return name
 
@@ -208,14 +206,14 @@ class ObjectMeta(CamelModel):
     @field_validator("name")
     @classmethod
     def _dns_subdomain(cls, name: str) -> str:
-        if len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
+        if not is_dns_subdomain(name):
             raise ValueError(f"pod name {name!r} is not a DNS-1123 subdomain")
         return name
 
     @field_validator("namespace")
     @classmethod
     def _namespace_label(cls, namespace: str) -> str:
-        if not _DNS_LABEL.match(namespace):
+        if not is_dns_label(namespace):
             raise ValueError(f"namespace {namespace!r} is not a DNS-1123 label")
         return namespace
 

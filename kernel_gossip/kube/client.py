@@ -1,6 +1,8 @@
-"""A small client of a Kubernetes API server from a kubeconfig (its current context, token
-auth as the lab's kubeconfig has): what the lab's kubelet and `lab pods` talk through.
-One HTTPS connection per call, so threads may share a client; watches stream JSON lines.
+"""The Kubernetes REST client: a kubeconfig's current context (token auth, as the lab's
+kubeconfig has), or a server and its CA. What the lab, its stand-ins and the rehearsal
+talk through; one HTTPS connection per call, so threads may share a client; watches
+stream JSON lines. ApiError is the one error type of every client here (the operator's
+async one and the scenarios' too).
 """
 
 import base64
@@ -18,13 +20,23 @@ import yaml
 from kernel_gossip.errors import UserError
 
 
-class ApiStatusError(UserError):
+class ApiError(UserError):
     """The API server answered with an error status; `reason` is its Status reason."""
 
     def __init__(self, status: int, message: str, reason: str = "") -> None:
         super().__init__(message)
         self.status = status
         self.reason = reason
+        self.message = message
+
+
+def status_error(status: int, text: str, call: str) -> ApiError:
+    """The error for an answer: the Status object's message and reason when it is one."""
+    message, reason = text[:500], ""
+    with contextlib.suppress(ValueError, AttributeError):
+        answer = json.loads(text)
+        message, reason = str(answer.get("message", message))[:500], str(answer.get("reason", ""))
+    return ApiError(status, f"{call}: {status} {message}", reason)
 
 
 def read_kubeconfig(path: Path) -> tuple[str, ssl.SSLContext, str | None]:
@@ -53,8 +65,18 @@ def read_kubeconfig(path: Path) -> tuple[str, ssl.SSLContext, str | None]:
 
 class KubeClient:
     def __init__(self, kubeconfig: Path) -> None:
-        self.kubeconfig = kubeconfig
+        self.kubeconfig: Path | None = kubeconfig
         self.server, self._context, self._token = read_kubeconfig(kubeconfig)
+
+    @classmethod
+    def trusting(cls, server: str, ca_file: Path) -> "KubeClient":
+        """A client of `server` trusting `ca_file`, sending no credentials: the lab API
+        server's own handle, usable before its kubeconfig is written."""
+        client = cls.__new__(cls)
+        client.kubeconfig = None
+        client.server, client._token = server, None
+        client._context = ssl.create_default_context(cafile=str(ca_file))
+        return client
 
     def _connection(self, timeout: float) -> http.client.HTTPSConnection:
         url = urllib.parse.urlsplit(self.server)
@@ -62,11 +84,35 @@ class KubeClient:
             url.hostname or "", url.port or 443, context=self._context, timeout=timeout
         )
 
-    def _headers(self) -> dict[str, str]:
-        headers = {"Accept": "application/json", "Content-Type": "application/json"}
+    def _headers(self, accept: str = "application/json") -> dict[str, str]:
+        headers = {"Accept": accept, "Content-Type": "application/json"}
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
         return headers
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        query: dict[str, str] | None = None,
+        content_type: str = "application/json",
+        accept: str = "application/json",
+        timeout: float = 30.0,
+    ) -> tuple[int, str]:
+        """One API call as it is answered: (status, body text), whatever the status;
+        OSError and HTTPException when the server does not answer."""
+        url = f"{path}?{urllib.parse.urlencode(query)}" if query else path
+        connection = self._connection(timeout)
+        try:
+            data = None if body is None else json.dumps(body, allow_nan=False).encode()
+            headers = {**self._headers(accept), "Content-Type": content_type}
+            connection.request(method, url, body=data, headers=headers)
+            response = connection.getresponse()
+            return response.status, response.read().decode()
+        finally:
+            connection.close()
 
     def request(
         self,
@@ -75,27 +121,14 @@ class KubeClient:
         body: dict[str, Any] | None = None,
         query: dict[str, str] | None = None,
     ) -> Any:
-        """One API call; the decoded JSON answer, or ApiStatusError with the API's message
+        """One API call; the decoded JSON answer, or ApiError with the API's message
         (UserError when the server does not answer)."""
-        url = f"{path}?{urllib.parse.urlencode(query)}" if query else path
-        connection = self._connection(30.0)
         try:
-            data = None if body is None else json.dumps(body, allow_nan=False).encode()
-            connection.request(method, url, body=data, headers=self._headers())
-            response = connection.getresponse()
-            text = response.read().decode()
+            status, text = self.send(method, path, body, query=query)
         except (OSError, http.client.HTTPException) as error:
             raise UserError(f"the API server at {self.server} did not answer: {error}") from None
-        finally:
-            connection.close()
-        if response.status >= 300:
-            message, reason = text[:300], ""
-            with contextlib.suppress(ValueError, AttributeError):
-                answer = json.loads(text)
-                message, reason = answer.get("message", message), answer.get("reason", "")
-            raise ApiStatusError(
-                response.status, f"{method} {path}: {response.status} {message}", reason
-            )
+        if status >= 300:
+            raise status_error(status, text, f"{method} {path}")
         return json.loads(text) if text else {}
 
     def ready(self) -> bool:
@@ -106,7 +139,7 @@ class KubeClient:
         return True
 
     def watch(
-        self, path: str, resource_version: str, timeout_seconds: int = 300
+        self, path: str, resource_version: str, timeout_seconds: int = 300, bookmarks: bool = True
     ) -> Iterator[dict[str, Any]]:
         """The watch events of a collection after resource_version, as they come; ends
         when the server closes the watch (its timeout) or the connection breaks."""
@@ -114,8 +147,9 @@ class KubeClient:
             "watch": "true",
             "resourceVersion": resource_version,
             "timeoutSeconds": str(timeout_seconds),
-            "allowWatchBookmarks": "true",
         }
+        if bookmarks:
+            query["allowWatchBookmarks"] = "true"
         connection = self._connection(timeout_seconds + 30.0)
         try:
             connection.request(
@@ -124,7 +158,7 @@ class KubeClient:
             response = connection.getresponse()
             if response.status != 200:
                 text = response.read().decode(errors="replace")
-                raise ApiStatusError(response.status, f"watch {path}: {text[:300]}")
+                raise ApiError(response.status, f"watch {path}: {response.status} {text[:500]}")
             while line := response.readline():
                 yield json.loads(line)
         except (OSError, http.client.HTTPException) as error:

@@ -12,6 +12,7 @@ A lab server: every request is an admin, it listens on 127.0.0.1 only, never exp
 import base64
 import contextlib
 import fcntl
+import functools
 import hashlib
 import http.client
 import json
@@ -29,17 +30,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import yaml
 
+from kernel_gossip import Say
 from kernel_gossip.errors import UserError
+from kernel_gossip.kube.client import ApiError, KubeClient
 from kernel_gossip.lab import processes
 from kernel_gossip.paths import REPO_DIR, cache_dir, lab_dir
 
 JsonObject = dict[str, Any]
-Progress = Callable[[str], None]
-
 SOURCE_DIR = REPO_DIR / "lab" / "apiserver"
 PINS_FILE = SOURCE_DIR / "pins.txt"
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
@@ -157,7 +157,7 @@ def apt_config(base: Path) -> str:
 # --- fetch and build --------------------------------------------------------------------
 
 
-def _say(progress: Progress | None, message: str) -> None:
+def _say(progress: Say | None, message: str) -> None:
     if progress is not None:
         progress(message)
 
@@ -166,7 +166,7 @@ def _run(
     command: list[str],
     what: str,
     log: Path,
-    progress: Progress | None,
+    progress: Say | None,
     env: dict[str, str],
     cwd: Path | None = None,
 ) -> None:
@@ -194,7 +194,7 @@ def _run(
 
 
 @contextlib.contextmanager
-def _exclusive(lock_file: Path, what: str, progress: Progress | None) -> Iterator[None]:
+def _exclusive(lock_file: Path, what: str, progress: Say | None) -> Iterator[None]:
     """One fetch or build at a time per cache entry: test sessions and engineers share
     the machine's cache."""
     lock_file.parent.mkdir(parents=True, exist_ok=True)
@@ -207,7 +207,7 @@ def _exclusive(lock_file: Path, what: str, progress: Progress | None) -> Iterato
         yield
 
 
-def sid_root(progress: Progress | None = None) -> Path:
+def sid_root(progress: Say | None = None) -> Path:
     """The pinned sid packages unpacked into one tree (cached by the pins' hash)."""
     text = PINS_FILE.read_text()
     pins = parse_pins(text)
@@ -221,7 +221,7 @@ def sid_root(progress: Progress | None = None) -> Path:
     return root
 
 
-def _fetch(pins: list[Pin], text: str, base: Path, progress: Progress | None) -> None:
+def _fetch(pins: list[Pin], text: str, base: Path, progress: Say | None) -> None:
     """apt-get download the pins with a private configuration, dpkg -x them into base/root."""
     root = base / "root"
     if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
@@ -284,7 +284,7 @@ def binary_key() -> str:
     return digest.hexdigest()[:16]
 
 
-def ensure_binary(progress: Progress | None = None) -> Binary:
+def ensure_binary(progress: Say | None = None) -> Binary:
     """The lab-apiserver binary, built once per pins and source (cold: minutes)."""
     folder = cache_dir() / "lab-apiserver" / binary_key()
     binary = folder / "lab-apiserver"
@@ -298,7 +298,7 @@ def ensure_binary(progress: Progress | None = None) -> Binary:
     return Binary(binary, built=True)
 
 
-def _build(root: Path, binary: Path, progress: Progress | None) -> None:
+def _build(root: Path, binary: Path, progress: Say | None) -> None:
     """openapi-gen for the served types, then the server, in a GOPATH of their own."""
     folder = binary.parent
     folder.mkdir(parents=True, exist_ok=True)
@@ -353,16 +353,12 @@ def _build(root: Path, binary: Path, progress: Progress | None) -> None:
         output.rename(binary)
 
 
-def kubectl_path(progress: Progress | None = None) -> Path:
+def kubectl_path(progress: Say | None = None) -> Path:
     """Debian sid's kubectl, unpacked with the build's packages."""
     return sid_root(progress) / "usr" / "bin" / "kubectl"
 
 
 # --- the running server -----------------------------------------------------------------
-
-
-class ApiError(UserError):
-    """The API server answered with an unexpected status."""
 
 
 @dataclass(frozen=True)
@@ -373,7 +369,7 @@ class ApiResponse:
     def json(self) -> JsonObject:
         value = json.loads(self.text)
         if not isinstance(value, dict):
-            raise ApiError(f"expected a JSON object, got {self.text[:200]!r}")
+            raise ApiError(self.status, f"expected a JSON object, got {self.text[:200]!r}")
         return value
 
 
@@ -396,10 +392,9 @@ class LabApi:
         except FileNotFoundError:
             return default_pod_log_root(self.dir)
 
-    def _connection(self, timeout: float) -> http.client.HTTPSConnection:
-        host, port = self.server.removeprefix("https://").rsplit(":", 1)
-        context = ssl.create_default_context(cafile=str(self.ca_file))
-        return http.client.HTTPSConnection(host, int(port), context=context, timeout=timeout)
+    @functools.cached_property
+    def client(self) -> KubeClient:
+        return KubeClient.trusting(self.server, self.ca_file)
 
     def request(
         self,
@@ -412,16 +407,16 @@ class LabApi:
         accept: str = "application/json",
         timeout: float = 30.0,
     ) -> ApiResponse:
-        connection = self._connection(timeout)
-        try:
-            headers = {"Accept": accept, "Content-Type": content_type}
-            url = f"{path}?{urlencode(query)}" if query else path
-            data = None if body is None else json.dumps(body, allow_nan=False).encode()
-            connection.request(method, url, body=data, headers=headers)
-            response = connection.getresponse()
-            return ApiResponse(response.status, response.read().decode())
-        finally:
-            connection.close()
+        status, text = self.client.send(
+            method,
+            path,
+            body,
+            query=query,
+            content_type=content_type,
+            accept=accept,
+            timeout=timeout,
+        )
+        return ApiResponse(status, text)
 
     def expect(
         self, status: int, method: str, path: str, body: JsonObject | None = None, **options: Any
@@ -429,30 +424,16 @@ class LabApi:
         """request() that raises ApiError unless the answer has this status."""
         response = self.request(method, path, body, **options)
         if response.status != status:
-            raise ApiError(f"{method} {path}: {response.status} {response.text[:500]}")
+            raise ApiError(
+                response.status, f"{method} {path}: {response.status} {response.text[:500]}"
+            )
         return response.json()
 
     def watch(
         self, path: str, resource_version: str, timeout_seconds: int = 30
     ) -> Iterator[JsonObject]:
         """The watch events of a collection after resource_version, as they come."""
-        connection = self._connection(timeout_seconds + 15.0)
-        try:
-            query = {
-                "watch": "true",
-                "resourceVersion": resource_version,
-                "timeoutSeconds": str(timeout_seconds),
-            }
-            connection.request(
-                "GET", f"{path}?{urlencode(query)}", headers={"Accept": "application/json"}
-            )
-            response = connection.getresponse()
-            if response.status != 200:
-                raise ApiError(f"watch {path}: {response.status} {response.read()[:500]!r}")
-            while line := response.readline():
-                yield json.loads(line)
-        finally:
-            connection.close()
+        return self.client.watch(path, resource_version, timeout_seconds, bookmarks=False)
 
 
 def kubeconfig_yaml(server: str, ca_pem: bytes) -> str:
@@ -624,7 +605,7 @@ def start(
     directory: Path,
     port: int | None = None,
     etcd_port: int | None = None,
-    progress: Progress | None = None,
+    progress: Say | None = None,
     pod_log_root: Path | None = None,
 ) -> LabApi:
     """Build if needed, start etcd and the server in the background, wait for /readyz,
@@ -702,7 +683,7 @@ def start(
     return api
 
 
-def _finish(layout: _Layout, api: LabApi, progress: Progress | None) -> None:
+def _finish(layout: _Layout, api: LabApi, progress: Say | None) -> None:
     """What a client needs of a ready server: the kubeconfig, kubectl and our CRDs."""
     layout.kubeconfig.write_text(kubeconfig_yaml(api.server, api.ca_file.read_bytes()))
     layout.kubectl.parent.mkdir(exist_ok=True)
@@ -744,7 +725,7 @@ def _terminate(pid: int) -> None:
 # --- our CRDs -----------------------------------------------------------------------------
 
 
-def install_crds(api: LabApi, progress: Progress | None = None) -> None:
+def install_crds(api: LabApi, progress: Say | None = None) -> None:
     """Server-side apply the kernel-gossip CRDs, then wait until they are Established and
     their resources answer (right after that a list may still say 429 for a moment)."""
     from kernel_gossip.schema import crds
@@ -763,7 +744,9 @@ def install_crds(api: LabApi, progress: Progress | None = None) -> None:
             content_type="application/apply-patch+yaml",
         )
         if applied.status not in (200, 201):  # updated, created
-            raise ApiError(f"applying CRD {name}: {applied.status} {applied.text[:500]}")
+            raise ApiError(
+                applied.status, f"applying CRD {name}: {applied.status} {applied.text[:500]}"
+            )
 
         def established(name: str = name, plural: str = resource.plural) -> bool:
             status = api.expect(200, "GET", f"{base}/{name}").get("status", {})
@@ -826,7 +809,7 @@ def _warm_up(api: LabApi) -> None:
 
 
 def serve_for_tests(
-    directory: Path, missing: Callable[[bool, str], None], progress: Progress
+    directory: Path, missing: Callable[[bool, str], None], progress: Say
 ) -> Iterator[LabApi]:
     """The pytest fixture lab_api: one server for a whole test session. A failure to build
     or start is reported to missing(False, reason), which fails in CI and skips elsewhere."""

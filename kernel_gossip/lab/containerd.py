@@ -25,13 +25,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from kernel_gossip import paths
+from kernel_gossip import Say, paths, quiet
 from kernel_gossip.cri import CriClient, CriError
 from kernel_gossip.errors import UserError
 from kernel_gossip.lab import images, pods, processes
 from kernel_gossip.lab.cri import runtime_api
 
-Say = Callable[[str], None]
 POD_SUPERNET = ipaddress.IPv4Network("10.244.0.0/16")  # one /24 of it per lab
 CNI_BIN_DIR = Path("/usr/lib/cni")
 CNI_RESULTS = Path("/var/lib/cni/results")
@@ -39,10 +38,6 @@ IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
 MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes with the final NUL
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
-
-
-def _quiet(_: str) -> None:
-    """The default progress sink: say nothing."""
 
 
 @dataclass(frozen=True)
@@ -231,7 +226,7 @@ def running_pid(where: Layout) -> int | None:
     return processes.running_pid(where.pid_file, str(where.config))
 
 
-def start_containerd(lab: Path | None = None, say: Say = _quiet) -> Path:
+def start_containerd(lab: Path | None = None, say: Say = quiet) -> Path:
     """Start the lab's containerd unless it runs; wait until the CRI is ready (runtime
     and network) and the pause image is imported. Returns the CRI socket."""
     where = layout(lab)
@@ -306,7 +301,7 @@ def _log_tail(where: Layout, lines: int = 5) -> str:
         return "no log"
 
 
-def stop_containerd(lab: Path | None = None, say: Say = _quiet) -> None:
+def stop_containerd(lab: Path | None = None, say: Say = quiet) -> None:
     """Remove every pod at once (a teardown: in parallel, no grace; through the CRI while
     it answers), stop containerd by PID, then
     remove what could outlive it: shims, pod cgroups and network namespaces, mounts under

@@ -20,15 +20,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from kernel_gossip import Say
 from kernel_gossip.core import autoscaling, rollout
 from kernel_gossip.core.autoscaling import History, PodMetric, PodSample
 from kernel_gossip.errors import UserError
-from kernel_gossip.kube.client import ApiStatusError, KubeClient
+from kernel_gossip.kube.client import ApiError, KubeClient
 from kernel_gossip.lab import processes
 
 Json = dict[str, Any]
-Say = Callable[[str], None]
-
 WORKLOAD_RESYNC_SECONDS = 1.0
 APPS = "/apis/apps/v1"
 AUTOSCALING = "/apis/autoscaling/v2"
@@ -173,7 +172,7 @@ class ControllerManager:
         """One write; a conflict or a vanished object is retried on the next pass."""
         try:
             action()
-        except ApiStatusError as error:
+        except ApiError as error:
             if error.status not in (404, 409):
                 self.say(f"{what}: {error}")
 
@@ -264,7 +263,7 @@ class ControllerManager:
         namespace, name = str(meta["namespace"]), str(meta["name"])
         try:
             self.client.request("POST", object_path("ReplicaSet", namespace), created)
-        except ApiStatusError as error:
+        except ApiError as error:
             if error.status != 409:
                 raise
             # A ReplicaSet of that name with another template: hash collision; the next
@@ -351,7 +350,7 @@ class ControllerManager:
             pod = rollout.pod_from_template(replica_set)
             try:
                 made = self.client.request("POST", object_path("Pod", namespace), pod)
-            except ApiStatusError as error:
+            except ApiError as error:
                 self._record(
                     replica_set, "replicaset-controller", "Warning", "FailedCreate", str(error)
                 )
@@ -413,7 +412,7 @@ class ControllerManager:
             scale_path = object_path(kind, namespace, target, "scale")
             try:
                 scale = self.client.request("GET", scale_path)
-            except ApiStatusError as error:
+            except ApiError as error:
                 done = autoscaling.failed_get_scale(hpa, str(error), now)
                 scale = {}
         if scale:
@@ -427,7 +426,7 @@ class ControllerManager:
                     metrics = pod_metrics(
                         self._items(f"{METRICS}/namespaces/{namespace}/pods", query)
                     )
-                except ApiStatusError as error:
+                except ApiError as error:
                     metrics = str(error)
             replicas = int((scale.get("spec") or {}).get("replicas") or 0)
             done = autoscaling.reconcile(
@@ -437,7 +436,7 @@ class ControllerManager:
                 body = {**scale, "spec": {**scale.get("spec", {}), "replicas": done.scale_to}}
                 try:
                     self.client.request("PUT", object_path(kind, namespace, target, "scale"), body)
-                except ApiStatusError as error:
+                except ApiError as error:
                     autoscaling.set_condition(
                         done.status["conditions"],
                         "AbleToScale",

@@ -13,12 +13,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
 from importlib.metadata import version as installed_version
 from pathlib import Path
 from types import ModuleType
 
-from kernel_gossip import paths
+from kernel_gossip import Say, paths, quiet
 from kernel_gossip.cri import (
     GENERATED_DIR,
     GENERATED_PACKAGE,
@@ -34,16 +33,10 @@ from kernel_gossip.lab import apiserver
 
 __all__ = ["CriClient", "CriError", "Sandbox", "ensure_generated", "runtime_api"]
 
-Say = Callable[[str], None]
-
 # The same Kubernetes release as the lab API server's API machinery (k8s.io/* 0.36.4).
 CRI_API_PIN = apiserver.Pin("golang-k8s-cri-api-dev", "0.36.4-1")
 PROTO_IN_PACKAGE = Path("usr/share/gocode/src/k8s.io/cri-api/pkg/apis/runtime/v1/api.proto")
 STAMP = "BUILT_FROM"
-
-
-def _quiet(_: str) -> None:
-    """The default progress sink: say nothing."""
 
 
 def build_key() -> str:
@@ -83,7 +76,7 @@ def compile_proto(proto: Path, target: Path) -> None:
         os.replace(built, target)
 
 
-def fetch_proto(say: Say = _quiet) -> Path:
+def fetch_proto(say: Say = quiet) -> Path:
     """api.proto from the pinned golang-k8s-cri-api-dev .deb: `apt-get download` with the
     lab's private sid apt configuration (apiserver.apt_config), then `dpkg -x`; cached."""
     base = paths.cache_dir() / "cri-api" / CRI_API_PIN.version
@@ -116,7 +109,7 @@ def fetch_proto(say: Say = _quiet) -> Path:
     return proto
 
 
-def ensure_generated(say: Say = _quiet, target: Path = GENERATED_DIR) -> bool:
+def ensure_generated(say: Say = quiet, target: Path = GENERATED_DIR) -> bool:
     """Generate the modules unless they are there for this pin and compiler; True if built."""
     stamp = target / STAMP
     if stamp.is_file() and stamp.read_text() == build_key():
@@ -127,7 +120,7 @@ def ensure_generated(say: Say = _quiet, target: Path = GENERATED_DIR) -> bool:
     return True
 
 
-def runtime_api(say: Say = _quiet) -> tuple[ModuleType, ModuleType]:
+def runtime_api(say: Say = quiet) -> tuple[ModuleType, ModuleType]:
     """For the lab on a development checkout: generate when missing, then import."""
     ensure_generated(say)
     return generated_api()

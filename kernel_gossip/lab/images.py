@@ -25,17 +25,16 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Protocol
 
-from kernel_gossip import paths
+from kernel_gossip import Say, paths
 from kernel_gossip.errors import UserError
 
-Say = Callable[[str], None]
 REGISTRY = "localhost/kernel-gossip"
 PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"

@@ -27,11 +27,11 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from kernel_gossip import Say
 from kernel_gossip.core import podspec
 from kernel_gossip.core import podstatus as kubelet_status
 from kernel_gossip.core.podstatus import (
@@ -43,10 +43,9 @@ from kernel_gossip.core.podstatus import (
 )
 from kernel_gossip.cri import CriClient, CriError
 from kernel_gossip.errors import UserError
-from kernel_gossip.kube.client import ApiStatusError, KubeClient, pod_path
+from kernel_gossip.kube.client import ApiError, KubeClient, pod_path
 from kernel_gossip.lab import apiserver, images, pods, processes
 
-Say = Callable[[str], None]
 RELIST_SECONDS = 1.0
 NODE_STATUS_SECONDS = 10.0
 RESYNC_SECONDS = 10.0
@@ -178,7 +177,7 @@ class LabKubelet:
         path = f"/api/v1/nodes/{self.node}"
         try:
             current = self.client.request("GET", path)
-        except ApiStatusError as error:
+        except ApiError as error:
             if error.status != 404:
                 raise
             self.say(f"registering node {self.node}")
@@ -210,7 +209,7 @@ class LabKubelet:
                     for event in self.client.watch("/api/v1/pods", version, WATCH_TIMEOUT_SECONDS):
                         kind, item = event.get("type"), event.get("object", {})
                         if kind == "ERROR":
-                            raise ApiStatusError(int(item.get("code", 500)), str(item))
+                            raise ApiError(int(item.get("code", 500)), str(item))
                         version = item.get("metadata", {}).get("resourceVersion", version)
                         if kind in ("ADDED", "MODIFIED"):
                             self._dispatch(item)
@@ -240,7 +239,7 @@ class LabKubelet:
             self.client.request(
                 "POST", pod_path(meta["namespace"], meta["name"], "binding"), binding
             )
-        except ApiStatusError as error:
+        except ApiError as error:
             if error.status not in (404, 409):
                 self.say(f"pod {meta['namespace']}/{meta['name']}: not bound: {error}")
 
@@ -467,7 +466,7 @@ class LabKubelet:
         for _ in range(5):
             try:
                 written = self.client.request("PUT", path, {**current, "status": status})
-            except ApiStatusError as error:
+            except ApiError as error:
                 if error.status == 404:
                     return
                 if error.status != 409:
@@ -506,7 +505,7 @@ class LabKubelet:
             "gracePeriodSeconds": 0,
             "preconditions": {"uid": worker.uid},
         }
-        with contextlib.suppress(ApiStatusError):  # gone already, or another pod's name now
+        with contextlib.suppress(ApiError):  # gone already, or another pod's name now
             self.client.request("DELETE", pod_path(meta["namespace"], meta["name"]), body)
 
     # --- the process ------------------------------------------------------------------

@@ -31,7 +31,7 @@ from kernel_gossip.core.podmetrics import (
 from kernel_gossip.cri import CriClient, CriError
 from kernel_gossip.errors import UserError
 from kernel_gossip.host.cgroupfs import CgroupFs
-from kernel_gossip.kube.client import ApiStatusError, KubeClient
+from kernel_gossip.kube.client import ApiError, KubeClient
 from kernel_gossip.lab import pods
 
 log = logging.getLogger("kernel_gossip.metrics_server")
@@ -88,7 +88,7 @@ class MetricsApi:
         """None where the API does not serve the resource (404)."""
         try:
             return self._list(path)
-        except ApiStatusError as error:
+        except ApiError as error:
             if error.status == 404:
                 return None
             raise
@@ -117,7 +117,7 @@ class MetricsApi:
         for namespace, name in plan.delete:
             try:
                 self._api.request("DELETE", _object(plural, {"namespace": namespace, "name": name}))
-            except ApiStatusError as error:
+            except ApiError as error:
                 if error.status != 404:
                     raise
 

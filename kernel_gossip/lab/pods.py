@@ -18,7 +18,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import Field
 
-from kernel_gossip import paths
+from kernel_gossip import Say, paths
 from kernel_gossip.core import podspec
 from kernel_gossip.core.cgroups import QosClass
 from kernel_gossip.cri import CriClient, CriError, Sandbox, SandboxDetail
@@ -36,7 +36,6 @@ from kernel_gossip.host.cgroupfs import remove_cgroup
 from kernel_gossip.lab import images
 from kernel_gossip.schema.report import CamelModel
 
-Say = Callable[[str], None]
 KILL_TIMEOUT_S = 10.0
 TEARDOWN_WORKERS = 16  # pods removed at once by a teardown (each waits on runc and CNI)
 CNI_RESULTS = Path("/var/lib/cni/results")  # libcni's cache: one file per sandbox network

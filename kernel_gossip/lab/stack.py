@@ -24,13 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kernel_gossip import paths
+from kernel_gossip import Say, paths
 from kernel_gossip.core import podmetrics, podstatus
 from kernel_gossip.errors import UserError
-from kernel_gossip.kube.client import ApiStatusError, KubeClient, pod_path
+from kernel_gossip.kube.client import ApiError, KubeClient, pod_path
 from kernel_gossip.lab import apiserver, containerd, processes
-
-Say = Callable[[str], None]
 
 OPERATOR_NAMESPACE = "kernel-gossip"
 AGENT_INTERVAL_SECONDS = 5.0
@@ -348,7 +346,7 @@ def _delete_pod_objects(client: KubeClient, say: Say) -> None:
         meta = item["metadata"]
         try:
             client.request("DELETE", pod_path(meta["namespace"], meta["name"]), body)
-        except ApiStatusError as error:
+        except ApiError as error:
             if error.status != 404:
                 raise
 

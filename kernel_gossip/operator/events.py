@@ -11,7 +11,8 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from kernel_gossip.operator.kube import ApiError, JsonObject, KubeClient, core_path
+from kernel_gossip.kube.client import ApiError
+from kernel_gossip.operator.kube import JsonObject, KubeClient, core_path
 from kernel_gossip.operator.podfacts import EVENT_MESSAGE_LIMIT, pod_event
 
 log = logging.getLogger("kernel_gossip.operator")

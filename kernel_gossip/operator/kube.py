@@ -18,21 +18,13 @@ from urllib.parse import quote
 import aiohttp
 import kopf
 
+from kernel_gossip.kube.client import ApiError, status_error
+
 JsonObject = dict[str, Any]
 
 log = logging.getLogger("kernel_gossip.operator.kube")
 
 REQUEST_TIMEOUT_SECONDS = 10.0
-
-
-class ApiError(Exception):
-    """The API server answered with an error status."""
-
-    def __init__(self, status: int, reason: str, message: str) -> None:
-        super().__init__(f"{status} {reason}: {message}")
-        self.status = status
-        self.reason = reason
-        self.message = message
 
 
 def connection_info(kubeconfig: str | None) -> kopf.ConnectionInfo:
@@ -117,10 +109,14 @@ class KubeClient:
             elapsed_ms = (time.perf_counter() - started) * 1000
             log.debug("%s %s: %d in %.1f ms", method, path, response.status, elapsed_ms)
             if response.status >= 400:
-                raise _api_error(response.status, text)
+                raise status_error(response.status, text, f"{method} {path}")
             answer = json.loads(text) if text else {}
             if not isinstance(answer, dict):
-                raise ApiError(response.status, "BadResponse", f"not a JSON object: {text[:200]}")
+                raise ApiError(
+                    response.status,
+                    f"{method} {path}: not a JSON object: {text[:200]}",
+                    reason="BadResponse",
+                )
             return answer
 
     async def get(self, path: str) -> JsonObject | None:
@@ -137,18 +133,6 @@ class KubeClient:
 
     async def replace(self, path: str, body: Mapping[str, Any]) -> JsonObject:
         return await self.request("PUT", path, body)
-
-
-def _api_error(status: int, text: str) -> ApiError:
-    try:
-        document = json.loads(text)
-    except ValueError:
-        document = None
-    if isinstance(document, dict):
-        return ApiError(
-            status, str(document.get("reason", "")), str(document.get("message", text))[:500]
-        )
-    return ApiError(status, "", text[:500])
 
 
 def core_path(namespace: str, plural: str, name: str | None = None) -> str:

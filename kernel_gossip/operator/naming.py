@@ -16,8 +16,8 @@ name wherever it could clash:
 import hashlib
 from collections.abc import Callable
 
+from kernel_gossip.schema.names import MAX_NAME
 from kernel_gossip.schema.resources import birth_certificate_name, kernel_whisper_name
-from kernel_gossip.schema.signal import MAX_NAME
 
 DIGEST_CHARS = 10
 

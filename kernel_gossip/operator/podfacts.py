@@ -6,8 +6,9 @@ import socket
 from datetime import UTC, datetime
 from typing import Any
 
+from kernel_gossip.kube.client import ApiError
 from kernel_gossip.operator.analysis import PodFacts, ScaledWorkload, parse_cpu_quantity
-from kernel_gossip.operator.kube import ApiError, JsonObject, KubeClient, core_path, group_path
+from kernel_gossip.operator.kube import JsonObject, KubeClient, core_path, group_path
 
 log = logging.getLogger("kernel_gossip.operator")
 

@@ -24,10 +24,11 @@ from pydantic import ValidationError
 
 from kernel_gossip.errors import UserError
 from kernel_gossip.host.tokens import TokenFile
+from kernel_gossip.kube.client import ApiError
 from kernel_gossip.operator import podfacts
 from kernel_gossip.operator.analysis import Thresholds, birth_summary, whisper_status
 from kernel_gossip.operator.events import EventRecorder
-from kernel_gossip.operator.kube import ApiError, KubeClient, connection_info, core_path
+from kernel_gossip.operator.kube import KubeClient, connection_info, core_path
 from kernel_gossip.operator.webhook import SIGNAL_PATHS, Webhook
 from kernel_gossip.operator.writer import (
     CERTIFICATES,

@@ -27,7 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.exposition import generate_latest
 from pydantic import ValidationError
 
-from kernel_gossip.operator.kube import ApiError
+from kernel_gossip.kube.client import ApiError
 from kernel_gossip.operator.writer import ConflictsExhausted, PodMismatch, Writer, Written
 from kernel_gossip.schema.signal import CpuThrottlePayload, parse_signal
 

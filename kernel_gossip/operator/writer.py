@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import TypeAdapter, ValidationError
 
+from kernel_gossip.kube.client import ApiError
 from kernel_gossip.operator import podfacts
 from kernel_gossip.operator.analysis import (
     PodFacts,
@@ -27,7 +28,7 @@ from kernel_gossip.operator.analysis import (
     whisper_status,
 )
 from kernel_gossip.operator.events import EventRecorder
-from kernel_gossip.operator.kube import ApiError, JsonObject, KubeClient, group_path
+from kernel_gossip.operator.kube import JsonObject, KubeClient, group_path
 from kernel_gossip.operator.naming import certificate_name, whisper_name
 from kernel_gossip.schema.resources import (
     API_VERSION,

@@ -26,6 +26,7 @@ from kernel_gossip.errors import UserError
 from kernel_gossip.host.cgroupfs import CgroupFs
 from kernel_gossip.probes.runqlat import MAX_TARGETS, KeyMode, RunqueueProbe, TargetSample
 from kernel_gossip.schema.report import ContainerCpuTruth, ObserveReport
+from kernel_gossip.schema.signal import MAX_WINDOW_SECONDS
 
 REFRESH_SECONDS = 0.5
 
@@ -214,8 +215,10 @@ def observe(
     fs: CgroupFs | None = None,
 ) -> ObserveReport:
     """Observe the cgroups for `duration` seconds; on_tick gets the seconds elapsed."""
-    if not 0 < duration <= 86400:
-        raise UserError(f"--duration must be within (0, 86400] seconds, not {duration}")
+    if not 0 < duration <= MAX_WINDOW_SECONDS:
+        raise UserError(
+            f"--duration must be within (0, {MAX_WINDOW_SECONDS:g}] seconds, not {duration}"
+        )
     fs = fs or CgroupFs.detect()
     targets = resolve_targets(fs, paths, every)
     with Observation(fs, targets) as observation:

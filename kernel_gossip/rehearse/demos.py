@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from kernel_gossip.errors import UserError
-from kernel_gossip.kube.client import ApiStatusError, KubeClient
+from kernel_gossip.kube.client import ApiError, KubeClient
 from kernel_gossip.lab import images
 from kernel_gossip.operator.analysis import parse_cpu_quantity
 from kernel_gossip.operator.naming import certificate_name, whisper_name
@@ -78,7 +78,7 @@ def lab_reader(kubeconfig: Path) -> Callable[[str], JsonObject | None]:
     def get(path: str) -> JsonObject | None:
         try:
             answer: JsonObject = client.request("GET", path)
-        except ApiStatusError as error:
+        except ApiError as error:
             if error.status == 404:
                 return None
             raise

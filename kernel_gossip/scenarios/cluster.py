@@ -15,30 +15,24 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from kernel_gossip import paths
+from kernel_gossip import Say, paths
 from kernel_gossip.errors import UserError
+from kernel_gossip.kube.client import ApiError, status_error
 from kernel_gossip.lab.stack import KERNEL_GOSSIP, OPERATOR_NAMESPACE
 
-Say = Callable[[str], None]
 READY_TIMEOUT_SECONDS = 180.0
 # metrics-server serves a pod once it has two scrapes of it: two resolutions (15 s in its
 # manifests, 60 s by default) after the pod starts, plus one for a scrape in progress.
 METRICS_TIMEOUT_SECONDS = 180.0
 GONE_TIMEOUT_SECONDS = 120.0
 KIND_IMAGES_FILE = paths.REPO_DIR / "playbooks" / "roles" / "demo" / "defaults" / "main.yml"
-
-
-class ApiError(UserError):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class Kube:
@@ -78,10 +72,7 @@ class Kube:
                 f"the API server {configuration.host} did not answer: {error}"
             ) from None
         if status >= 300:
-            message = text[:200]
-            with contextlib.suppress(ValueError, AttributeError):
-                message = json.loads(text).get("message", message)
-            raise ApiError(status, f"{method} {path}: {status} {message}")
+            raise status_error(status, text, f"{method} {path}")
         return json.loads(text) if text else {}
 
     def get(self, path: str) -> Any:

@@ -6,13 +6,14 @@ import contextlib
 import secrets
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from kernel_gossip import Say
 from kernel_gossip.errors import UserError
 from kernel_gossip.lab.stack import OPERATOR_NAMESPACE
 from kernel_gossip.scenarios import load, report
@@ -40,7 +41,6 @@ from kernel_gossip.scenarios.spec import (
 from kernel_gossip.scenarios.truth import Sampler
 from kernel_gossip.schema.resources import API_VERSION
 
-Say = Callable[[str], None]
 BASELINE_SECONDS = 2.0
 PROGRESS_EVERY_SECONDS = 5.0
 LOAD_STARTUP_ALLOWANCE_SECONDS = 120.0

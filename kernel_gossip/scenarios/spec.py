@@ -18,16 +18,15 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from kernel_gossip.errors import UserError
+from kernel_gossip.schema.names import DnsLabel
+from kernel_gossip.schema.signal import MAX_WINDOW_SECONDS
 
-DnsLabel = Annotated[
-    str, StringConstraints(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-]
 PodName = Annotated[
     str,
     StringConstraints(min_length=1, max_length=240, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"),
 ]
 Percent = Annotated[float, Field(ge=0, le=100)]
-Seconds = Annotated[float, Field(gt=0, le=86_400)]
+Seconds = Annotated[float, Field(gt=0, le=MAX_WINDOW_SECONDS)]
 Severity = Literal["info", "warning", "critical"]
 Part = Literal["kubelet", "metrics-api", "hpa"]
 """Parts of the cluster a spec may need beyond the lab of today (`requires`)."""

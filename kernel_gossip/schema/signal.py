@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from kernel_gossip.schema.names import DnsLabel, DnsSubdomain
 from kernel_gossip.schema.report import MAX_CORES, MIN_CPU_LIMIT_CORES, NamespaceKind
 from kernel_gossip.schema.resources import (
     KernelTruth,
@@ -29,24 +30,17 @@ from kernel_gossip.schema.resources import (
 
 MAX_INT64 = 2**63 - 1
 MAX_WINDOW_SECONDS = 86_400.0
+"""A day: the longest window a signal covers, and the longest duration any command takes."""
 MIN_WINDOW_SECONDS = 0.001
 """CFS's shortest period (cpu.cfs_period_us >= 1000): no shorter window counts anything."""
 MAX_SECONDS = 1e9
 MAX_MICROSECONDS = 1e12
 
-DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-MAX_NAME = 253
-
-PodName = Annotated[
-    str, StringConstraints(min_length=1, max_length=MAX_NAME, pattern=DNS_SUBDOMAIN)
-]
+PodName = DnsSubdomain
 """Any name Kubernetes accepts for a pod (operator/naming.py keeps its resource name valid)."""
-NamespaceName = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=DNS_LABEL)]
-ContainerName = NamespaceName
-NodeName = Annotated[
-    str, StringConstraints(min_length=1, max_length=MAX_NAME, pattern=DNS_SUBDOMAIN)
-]
+NamespaceName = DnsLabel
+ContainerName = DnsLabel
+NodeName = DnsSubdomain
 PodUid = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][-_A-Za-z0-9]*$")
 ]
@@ -62,7 +56,7 @@ CgroupPath = Annotated[
 ContainerId = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][-_.A-Za-z0-9]*$")
 ]
-RuntimeName = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=DNS_LABEL)]
+RuntimeName = DnsLabel
 Count = Annotated[int, Field(ge=0, le=MAX_INT64)]
 Cores = Annotated[float, Field(ge=0, le=MAX_CORES)]
 LimitCores = Annotated[float, Field(ge=MIN_CPU_LIMIT_CORES, le=MAX_CORES)]

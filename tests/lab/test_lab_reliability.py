@@ -44,6 +44,7 @@ from kernel_gossip.agent.spool import Spool
 from kernel_gossip.cli.agent import node_name
 from kernel_gossip.errors import UserError
 from kernel_gossip.host.tokens import TokenFile
+from kernel_gossip.kube.client import ApiError
 from kernel_gossip.operator.analysis import (
     PodFacts,
     ScaledWorkload,
@@ -53,13 +54,12 @@ from kernel_gossip.operator.analysis import (
     usage_report,
     whisper_status,
 )
-from kernel_gossip.operator.kube import ApiError
 from kernel_gossip.operator.naming import certificate_name, whisper_name
 from kernel_gossip.operator.webhook import SIGNAL_BUDGET_SECONDS, api_refusal
+from kernel_gossip.schema.names import DNS_SUBDOMAIN
 from kernel_gossip.schema.report import MIN_CPU_LIMIT_CORES, ContainerCpuTruth
 from kernel_gossip.schema.resources import KernelTruth, KernelWhisperSpec, KernelWhisperStatus
 from kernel_gossip.schema.signal import (
-    DNS_SUBDOMAIN,
     CpuThrottlePayload,
     kernel_truth,
     parse_signal,
@@ -503,7 +503,9 @@ def test_a_token_file_being_rotated_keeps_the_previous_token(tmp_path: Path) -> 
 
 @pytest.mark.parametrize("status", [400, 403, 422, 500, 503])
 def test_api_refusals_do_not_repeat_the_api_servers_message(status: int) -> None:
-    error = ApiError(status, "Reason", "etcd at https://10.0.0.5:2379 failed; namespace secret-ns")
+    error = ApiError(
+        status, "etcd at https://10.0.0.5:2379 failed; namespace secret-ns", reason="Reason"
+    )
     refusal = api_refusal(error)
     assert "10.0.0.5" not in refusal.message
     assert "secret-ns" not in refusal.message

@@ -8,8 +8,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from signal_strategies import BadRequest, bad_bodies
 
+from kernel_gossip.kube.client import ApiError
 from kernel_gossip.operator.analysis import ScaledWorkload
-from kernel_gossip.operator.kube import ApiError, core_path, group_path
+from kernel_gossip.operator.kube import core_path, group_path
 from kernel_gossip.operator.podfacts import (
     autoscaler_for,
     container_cpu,
@@ -211,9 +212,9 @@ def test_refusals_are_classified() -> None:
 
 
 def test_api_refusals_blame_the_right_side() -> None:
-    assert api_refusal(ApiError(422, "Invalid", "spec.x: bad")).status == 422
+    assert api_refusal(ApiError(422, "spec.x: bad", reason="Invalid")).status == 422
     for status in (401, 403, 404, 429, 500, 503):
-        assert api_refusal(ApiError(status, "", "")).status == 503
+        assert api_refusal(ApiError(status, "")).status == 503
 
 
 @given(st.text(max_size=50))
