@@ -39,17 +39,21 @@ V1_CONTROLLERS = frozenset(
 
 @dataclass(frozen=True)
 class CgroupMounts:
-    """Where each hierarchy is mounted: v1 controller name -> mount point, and cgroup2."""
+    """Where each hierarchy is mounted: v1 controller name -> mount point, and cgroup2;
+    `hierarchies` lists every cgroup mount point (named ones like name=systemd too), in
+    mount order: runc makes a container's cgroup in each."""
 
     mode: CgroupMode
     v1: dict[str, str] = field(default_factory=dict)
     unified: str | None = None
+    hierarchies: tuple[str, ...] = ()
 
 
 def parse_mountinfo(text: str) -> CgroupMounts:
     """Read /proc/self/mountinfo and tell v1, v2 or hybrid, with the mount points."""
     v1: dict[str, str] = {}
     unified: str | None = None
+    hierarchies: list[str] = []
     for line in text.splitlines():
         pre, sep, post = line.partition(" - ")
         if not sep:
@@ -58,6 +62,8 @@ def parse_mountinfo(text: str) -> CgroupMounts:
         if len(fields) < 5 or len(post_fields) < 3:
             continue
         mount_point, fstype, super_options = fields[4], post_fields[0], post_fields[2]
+        if fstype in ("cgroup", "cgroup2"):
+            hierarchies.append(mount_point)
         if fstype == "cgroup2":
             unified = unified or mount_point
         elif fstype == "cgroup":
@@ -72,7 +78,7 @@ def parse_mountinfo(text: str) -> CgroupMounts:
         mode = CgroupMode.V1
     else:
         raise ValueError("no cgroup file system is mounted")
-    return CgroupMounts(mode=mode, v1=v1, unified=unified)
+    return CgroupMounts(mode=mode, v1=v1, unified=unified, hierarchies=tuple(hierarchies))
 
 
 class QosClass(StrEnum):

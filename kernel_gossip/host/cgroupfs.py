@@ -47,6 +47,11 @@ class CgroupFs:
     def unified_root(self) -> Path | None:
         return Path(self.mounts.unified) if self.mounts.unified else None
 
+    @property
+    def hierarchies(self) -> list[Path]:
+        """Every mounted cgroup hierarchy: v1 controllers, named ones, cgroup2."""
+        return [Path(mount) for mount in self.mounts.hierarchies]
+
     def normalise(self, path: str) -> str:
         """Accept a path relative to the cgroup root or absolute under /sys/fs/cgroup."""
         candidate = Path(path)
@@ -123,6 +128,29 @@ class CgroupFs:
             return (self.unified_root / rel.lstrip("/")).stat().st_ino
         except FileNotFoundError:
             return None
+
+    def v2_path(self, cgroup_id: int) -> str | None:
+        """The cgroup2 path whose directory inode is this cgroup id (v2_inode's inverse)."""
+        root = self.unified_root
+        if root is None or cgroup_id == 0:
+            return None
+        for dirpath, _dirs, _files in os.walk(root):
+            try:
+                if os.stat(dirpath).st_ino == cgroup_id:
+                    return "/" + str(Path(dirpath).relative_to(root)).removeprefix(".")
+            except FileNotFoundError:
+                continue
+        return None
+
+    def set_cpu_limit(self, rel: str, quota_us: int, period_us: int) -> None:
+        """CFS bandwidth: `quota_us` of CPU time per `period_us` (cpu.max on v2, else
+        cfs_period_us then cfs_quota_us, the order the kernel accepts any pair in)."""
+        cpu = self.dir(rel)
+        if self.mode is CgroupMode.V2:
+            (cpu / "cpu.max").write_text(f"{quota_us} {period_us}")
+        else:
+            (cpu / "cpu.cfs_period_us").write_text(str(period_us))
+            (cpu / "cpu.cfs_quota_us").write_text(str(quota_us))
 
     def walk_cpu(self) -> Iterator[str]:
         return self.descendants("/")

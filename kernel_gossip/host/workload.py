@@ -90,13 +90,7 @@ class CgroupWorkload:
         return dirs
 
     def _set_limit(self, cores: float, period_us: int) -> None:
-        quota = round(cores * period_us)
-        cpu = self.fs.dir(self.path)
-        if self.fs.mode is CgroupMode.V2:
-            (cpu / "cpu.max").write_text(f"{quota} {period_us}")
-        else:
-            (cpu / "cpu.cfs_period_us").write_text(str(period_us))
-            (cpu / "cpu.cfs_quota_us").write_text(str(quota))
+        self.fs.set_cpu_limit(self.path, round(cores * period_us), period_us)
 
     def start(self, argv: Sequence[str], count: int = 1) -> None:
         """Start `count` processes that join the cgroup before they exec."""

@@ -29,10 +29,10 @@ from pydantic import Field
 
 from kernel_gossip import Say, paths
 from kernel_gossip.core import podspec
-from kernel_gossip.core.cgroups import QosClass
+from kernel_gossip.core.cgroups import CgroupMode, QosClass
 from kernel_gossip.cri import CriClient, CriError, Sandbox, SandboxDetail
 from kernel_gossip.errors import UserError
-from kernel_gossip.host.cgroupfs import remove_cgroup
+from kernel_gossip.host.cgroupfs import CgroupFs, remove_cgroup
 from kernel_gossip.lab import images
 from kernel_gossip.schema.report import CamelModel
 
@@ -314,29 +314,17 @@ def _memory_capacity() -> int:
 # --- pod cgroups (cgroup v1 and the hybrid layout) ----------------------------------------
 
 
-def cgroup_hierarchies() -> list[Path]:
-    """Every mounted cgroup hierarchy (v1 controllers, named ones, cgroup2): runc creates a
-    container's cgroup in each, so the pod's parent has to exist, and go, in each."""
-    found = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        pre, _, post = line.partition(" - ")
-        if post.split()[:1] in (["cgroup"], ["cgroup2"]):
-            found.append(Path(pre.split()[4]))
-    return found
-
-
-def _cpu_hierarchy(hierarchies: list[Path]) -> Path:
-    for hierarchy in hierarchies:
-        if (hierarchy / "cpu.cfs_quota_us").exists():
-            return hierarchy
-    raise UserError("lab pods need the cgroup v1 cpu controller (hybrid or v1 layout)")
+def _v1_cpu(fs: CgroupFs) -> CgroupFs:
+    if fs.mode is CgroupMode.V2:
+        raise UserError("lab pods need the cgroup v1 cpu controller (hybrid or v1 layout)")
+    return fs
 
 
 def create_pod_cgroup(parent: str, config: podspec.PodCgroupConfig, lab: Path | None) -> None:
     """mkdir the pod cgroup in every hierarchy and write the pod-level CPU and memory
     limits, as the kubelet's pod container manager does before RunPodSandbox."""
-    hierarchies = cgroup_hierarchies()
-    cpu = _cpu_hierarchy(hierarchies)
+    fs = _v1_cpu(CgroupFs.detect())  # runc makes the containers' cgroups in every hierarchy
+    hierarchies = fs.hierarchies
     created: list[str] = []
     for hierarchy in hierarchies:
         for ancestor in _ancestors(parent):
@@ -349,11 +337,9 @@ def create_pod_cgroup(parent: str, config: podspec.PodCgroupConfig, lab: Path | 
                 created.append(str(folder))
             _inherit_cpuset(folder)
     _remember_ancestors(lab, created)
-    pod_cpu = cpu / parent.lstrip("/")
-    (pod_cpu / "cpu.shares").write_text(str(config.cpu_shares))
+    (fs.dir(parent) / "cpu.shares").write_text(str(config.cpu_shares))
     if config.cpu_period_us is not None and config.cpu_quota_us is not None:
-        (pod_cpu / "cpu.cfs_period_us").write_text(str(config.cpu_period_us))
-        (pod_cpu / "cpu.cfs_quota_us").write_text(str(config.cpu_quota_us))
+        fs.set_cpu_limit(parent, config.cpu_quota_us, config.cpu_period_us)
     if config.memory_limit_bytes is not None:
         memory = next((h for h in hierarchies if (h / "memory.limit_in_bytes").exists()), None)
         if memory is None:
@@ -413,7 +399,7 @@ def _forget_empty_ancestors(lab: Path | None) -> None:
 
 def remove_pod_cgroup(parent: str) -> None:
     """Kill what is still inside, then rmdir the pod cgroup tree in every hierarchy."""
-    hierarchies = cgroup_hierarchies()
+    hierarchies = CgroupFs.detect().hierarchies
     _kill_cgroup_processes(parent, hierarchies)
     for hierarchy in hierarchies:
         top = hierarchy / parent.lstrip("/")

@@ -1,7 +1,6 @@
 """The I/O side of births.py: load bpf/births.c, feed its events to a BirthLedger, read the
 counts of finished births, resolve cgroups and clocks, and free what the kernel holds."""
 
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -247,7 +246,7 @@ class BirthWatch:
                 continue
             fallback = None
             if not evidence.attaches:
-                fallback = self._v2_path(evidence.entrypoint.cgroup_id)
+                fallback = self.fs.v2_path(evidence.entrypoint.cgroup_id)
             cert = certificate(
                 evidence,
                 birth_counters,
@@ -280,19 +279,6 @@ class BirthWatch:
         self._probe.forget(gone)
         self._ledger.forget(gone | (set(self._ledger.open) - set(known)))
         self._ledger.forget_pod_cgroups_before(time.monotonic_ns() - POD_CGROUP_MEMORY_NS)
-
-    def _v2_path(self, cgroup_id: int) -> str | None:
-        """The cgroup2 path whose directory inode is this cgroup id."""
-        root = self.fs.unified_root
-        if root is None or cgroup_id == 0:
-            return None
-        for dirpath, _dirs, _files in os.walk(root):
-            try:
-                if os.stat(dirpath).st_ino == cgroup_id:
-                    return "/" + str(Path(dirpath).relative_to(root)).removeprefix(".")
-            except FileNotFoundError:
-                continue
-        return None
 
     def pod_births(self) -> list[PodBirth]:
         created = {

@@ -20,7 +20,7 @@ from births_truth import MOUNT_FAMILY, count_birth
 
 from kernel_gossip.core.births import ENTRYPOINT_EXEC
 from kernel_gossip.host import ocibundle
-from kernel_gossip.host.cgroupfs import remove_cgroup
+from kernel_gossip.host.cgroupfs import CgroupFs, remove_cgroup
 from kernel_gossip.schema.report import ContainerBirth
 
 # The keys of one birth in `births --json`, as the issue's contract lists them.
@@ -160,20 +160,10 @@ def run(containers: Sequence[Container], traced: bool, timeout: float = 120) -> 
         assert process.returncode == 0, f"{container.runtime} run failed: {output.decode()}"
 
 
-def cgroup_mounts() -> list[Path]:
-    """Every cgroup hierarchy's mount point, named ones (name=systemd) included."""
-    mounts = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        fields, _, post = line.partition(" - ")
-        if post.split()[:1] in (["cgroup"], ["cgroup2"]):
-            mounts.append(Path(fields.split()[4]))
-    return mounts
-
-
 def remove_pod_cgroups(pod_uids: Sequence[str]) -> None:
     """rmdir what the runs left: pod cgroups (and empty container ones) in every hierarchy.
     One that cannot be removed is a leak and fails the test (remove_cgroup raises)."""
-    for root in cgroup_mounts():
+    for root in CgroupFs.detect().hierarchies:
         for pod_uid in pod_uids:
             pod = root / "kubepods" / "besteffort" / f"pod{pod_uid}"
             if not pod.is_dir():

@@ -63,6 +63,19 @@ def test_pure_v1_with_comounted_cpu_and_cpuacct() -> None:
     assert mounts.mode is CgroupMode.V1
     assert mounts.v1["cpu"] == mounts.v1["cpuacct"] == "/sys/fs/cgroup/cpu,cpuacct"
     assert mounts.unified is None
+    assert mounts.hierarchies == ("/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/pids")
+
+
+def test_every_hierarchy_is_listed_named_ones_too_never_the_tmpfs() -> None:
+    """runc makes a container's cgroup in each: the lab's pod parents go in each."""
+    assert parse_mountinfo(HYBRID).hierarchies == (
+        "/sys/fs/cgroup/cpu",
+        "/sys/fs/cgroup/cpuacct",
+        "/sys/fs/cgroup/memory",
+        "/sys/fs/cgroup/systemd",
+        "/sys/fs/cgroup/unified",
+    )
+    assert parse_mountinfo(PURE_V2).hierarchies == ("/sys/fs/cgroup",)
 
 
 def test_no_cgroups_mounted_is_an_error() -> None:
