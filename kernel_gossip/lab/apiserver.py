@@ -764,6 +764,7 @@ def install_crds(api: LabApi, progress: Say | None = None) -> None:
 def _warm_up(api: LabApi) -> None:
     """A fresh server holds the first write of a custom resource for about 2 s (measured);
     a server-side dry run takes that wait here, not in the first signal's reply."""
+    from kernel_gossip.schema.crds import KERNEL_WHISPER, POD_BIRTH_CERTIFICATE
     from kernel_gossip.schema.resources import (
         API_VERSION,
         KernelTruth,
@@ -773,7 +774,7 @@ def _warm_up(api: LabApi) -> None:
 
     now = datetime.now(UTC)
     examples = {
-        ("kernelwhispers", "KernelWhisper"): KernelWhisperSpec(
+        KERNEL_WHISPER: KernelWhisperSpec(
             signal_type="cpu_throttle",
             pod_name="warm-up",
             pod_namespace="default",
@@ -781,7 +782,7 @@ def _warm_up(api: LabApi) -> None:
             kernel_truth=KernelTruth(throttled_percent=0),
             insights=[],
         ),
-        ("podbirthcertificates", "PodBirthCertificate"): PodBirthCertificateSpec(
+        POD_BIRTH_CERTIFICATE: PodBirthCertificateSpec(
             pod_name="warm-up",
             pod_namespace="default",
             started_at=now,
@@ -797,14 +798,14 @@ def _warm_up(api: LabApi) -> None:
             duration_ms=0,
         ),
     }
-    for (plural, kind), spec in examples.items():
+    for resource, spec in examples.items():
         body = {
             "apiVersion": API_VERSION,
-            "kind": kind,
+            "kind": resource.kind,
             "metadata": {"name": "warm-up"},
             "spec": spec.model_dump(by_alias=True, mode="json", exclude_none=True),
         }
-        path = f"/apis/{API_VERSION}/namespaces/default/{plural}"
+        path = f"/apis/{API_VERSION}/namespaces/default/{resource.plural}"
         api.expect(201, "POST", path, body, query={"dryRun": "All"})
 
 

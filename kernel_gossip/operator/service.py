@@ -31,13 +31,12 @@ from kernel_gossip.operator.events import EventRecorder
 from kernel_gossip.operator.kube import KubeClient, connection_info, core_path
 from kernel_gossip.operator.webhook import SIGNAL_PATHS, Webhook
 from kernel_gossip.operator.writer import (
-    CERTIFICATES,
-    WHISPERS,
     WRITTEN_BY,
     Writer,
     announce_whisper,
     previous_history,
 )
+from kernel_gossip.schema.crds import KERNEL_WHISPER, POD_BIRTH_CERTIFICATE
 from kernel_gossip.schema.resources import (
     GROUP,
     VERSION,
@@ -217,12 +216,12 @@ def build_registry(
         return connection_info(config.kubeconfig)
 
     @kopf.on.create(
-        GROUP, VERSION, WHISPERS.plural, id="status", annotations=by_hand, registry=registry
+        GROUP, VERSION, KERNEL_WHISPER.plural, id="status", annotations=by_hand, registry=registry
     )
     @kopf.on.update(
         GROUP,
         VERSION,
-        WHISPERS.plural,
+        KERNEL_WHISPER.plural,
         id="status",
         field="spec",
         annotations=by_hand,
@@ -242,12 +241,17 @@ def build_registry(
         await announce_whisper(events, str(body.metadata.name), spec, status, pod)
 
     @kopf.on.create(
-        GROUP, VERSION, CERTIFICATES.plural, id="status", annotations=by_hand, registry=registry
+        GROUP,
+        VERSION,
+        POD_BIRTH_CERTIFICATE.plural,
+        id="status",
+        annotations=by_hand,
+        registry=registry,
     )
     @kopf.on.update(
         GROUP,
         VERSION,
-        CERTIFICATES.plural,
+        POD_BIRTH_CERTIFICATE.plural,
         id="status",
         field="spec",
         annotations=by_hand,

@@ -190,9 +190,8 @@ class Webhook:
             log.info("refused a signal (%s): %s", refusal.status, refusal.message)
             return refusal.response()
         self.metrics.writes.labels(written.kind.kind, written.operation).inc()
-        kind = "cpu_throttle" if written.kind.plural == "kernelwhispers" else "pod_creation"
-        self.metrics.accepted.labels(kind).inc()
-        self.metrics.latency.labels(kind).observe(time.perf_counter() - received)
+        self.metrics.accepted.labels(written.signal_type).inc()
+        self.metrics.latency.labels(written.signal_type).observe(time.perf_counter() - received)
         return web.json_response({"status": "accepted", "name": written.name}, status=202)
 
     async def _within_limits(self, request: web.Request) -> Written:

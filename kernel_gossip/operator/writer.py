@@ -30,6 +30,7 @@ from kernel_gossip.operator.analysis import (
 from kernel_gossip.operator.events import EventRecorder
 from kernel_gossip.operator.kube import JsonObject, KubeClient, group_path
 from kernel_gossip.operator.naming import certificate_name, whisper_name
+from kernel_gossip.schema.crds import KERNEL_WHISPER, POD_BIRTH_CERTIFICATE, CustomResource
 from kernel_gossip.schema.resources import (
     API_VERSION,
     KernelWhisperSpec,
@@ -55,16 +56,6 @@ Operation = Literal["created", "updated"]
 StatusFor = Callable[[JsonObject | None], JsonObject]
 
 
-@dataclass(frozen=True)
-class Kind:
-    plural: str
-    kind: str
-
-
-WHISPERS = Kind("kernelwhispers", "KernelWhisper")
-CERTIFICATES = Kind("podbirthcertificates", "PodBirthCertificate")
-
-
 class PodMismatch(Exception):
     """The signal contradicts the cluster: its resource name records another pod, or the
     pod the API has runs on another node or has another UID than the sender says."""
@@ -86,7 +77,8 @@ class ConflictsExhausted(Exception):
 
 @dataclass(frozen=True)
 class Written:
-    kind: Kind
+    kind: CustomResource
+    signal_type: str
     name: str
     operation: Operation
 
@@ -173,7 +165,9 @@ class Writer:
             return dump(status)
 
         name = whisper_name(self.namespace, signal.namespace, signal.pod_name)
-        written = await self._upsert(WHISPERS, name, signal.namespace, dump(spec), status_for)
+        written = await self._upsert(
+            KERNEL_WHISPER, signal.type, name, signal.namespace, dump(spec), status_for
+        )
         await announce_whisper(self.events, name, spec, concluded[-1], pod)
         return written
 
@@ -188,20 +182,30 @@ class Writer:
             return dump(PodBirthCertificateStatus(summary=summary, recorded_at=datetime.now(UTC)))
 
         name = certificate_name(self.namespace, signal.namespace, signal.pod_name)
-        written = await self._upsert(CERTIFICATES, name, signal.namespace, dump(spec), status_for)
+        written = await self._upsert(
+            POD_BIRTH_CERTIFICATE, signal.type, name, signal.namespace, dump(spec), status_for
+        )
         log.info("BIRTH %s: %s", name, summary)
         if pod is not None:
             await self.events.record(pod, "PodBirthRecorded", summary, warning=False)
         return written
 
     async def _upsert(
-        self, kind: Kind, name: str, pod_namespace: str, spec: JsonObject, status_for: StatusFor
+        self,
+        kind: CustomResource,
+        signal_type: str,
+        name: str,
+        pod_namespace: str,
+        spec: JsonObject,
+        status_for: StatusFor,
     ) -> Written:
         lock = self._locks.setdefault(f"{kind.plural}/{name}", asyncio.Lock())
         async with lock:
             for _ in range(MAX_ATTEMPTS):
                 try:
-                    return await self._attempt(kind, name, pod_namespace, spec, status_for)
+                    return await self._attempt(
+                        kind, signal_type, name, pod_namespace, spec, status_for
+                    )
                 except ApiError as error:
                     if error.status != 409:
                         raise
@@ -209,7 +213,13 @@ class Writer:
         raise ConflictsExhausted(f"{kind.kind} {name} kept changing: gave up after {MAX_ATTEMPTS}")
 
     async def _attempt(
-        self, kind: Kind, name: str, pod_namespace: str, spec: JsonObject, status_for: StatusFor
+        self,
+        kind: CustomResource,
+        signal_type: str,
+        name: str,
+        pod_namespace: str,
+        spec: JsonObject,
+        status_for: StatusFor,
     ) -> Written:
         path = group_path(API_VERSION, self.namespace, kind.plural, name)
         current = await self.client.get(path)
@@ -249,4 +259,4 @@ class Writer:
             previous = current.get("status")
         status_path = group_path(API_VERSION, self.namespace, kind.plural, name, status=True)
         await self.client.replace(status_path, {**stored, "status": status_for(previous)})
-        return Written(kind, name, operation)
+        return Written(kind, signal_type, name, operation)

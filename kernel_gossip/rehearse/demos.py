@@ -23,6 +23,8 @@ from kernel_gossip.rehearse import moments
 from kernel_gossip.rehearse.moments import JsonObject, Verdict
 from kernel_gossip.rehearse.moments import window_seconds as _window_seconds
 from kernel_gossip.rehearse.terminal import Terminal
+from kernel_gossip.schema.crds import KERNEL_WHISPER, POD_BIRTH_CERTIFICATE, RESOURCES
+from kernel_gossip.schema.resources import GROUP
 
 MANIFESTS = REPO_DIR / "deploy" / "rehearse"
 DEMO_MANIFESTS = REPO_DIR / "deploy" / "manifests" / "demo"
@@ -130,7 +132,9 @@ def birth(cluster: Cluster) -> DemoResult:
     term.kubectl("delete", "podbirthcertificate", name, "-n", ns, "--ignore-not-found", shown=False)
     started = time.monotonic()
     term.kubectl("run", BIRTH_POD, f"--image={BIRTH_IMAGE}", "-n", ns)
-    certificate, _ = wait_for(lambda: cluster.cr("podbirthcertificates", name), BIRTH_WAIT_SECONDS)
+    certificate, _ = wait_for(
+        lambda: cluster.cr(POD_BIRTH_CERTIFICATE.plural, name), BIRTH_WAIT_SECONDS
+    )
     seconds = time.monotonic() - started if certificate else None
     if certificate is not None:
         # The agent reports a pod once its containers started; a container born later
@@ -141,10 +145,10 @@ def birth(cluster: Cluster) -> DemoResult:
             (pod or cluster.pod(BIRTH_POD) or {}).get("spec", {}).get("containers", [])
         )
         complete, _ = wait_for(
-            lambda: _with_births(cluster.cr("podbirthcertificates", name), expected),
+            lambda: _with_births(cluster.cr(POD_BIRTH_CERTIFICATE.plural, name), expected),
             COMPLETE_CERTIFICATE_SECONDS,
         )
-        certificate = complete or cluster.cr("podbirthcertificates", name) or certificate
+        certificate = complete or cluster.cr(POD_BIRTH_CERTIFICATE.plural, name) or certificate
     term.kubectl("get", "podbirthcertificate", "-n", ns)
     term.kubectl("describe", "podbirthcertificate", name, "-n", ns)
     verdict = moments.birth_verdict(certificate, seconds, BIRTH_WAIT_SECONDS)
@@ -276,7 +280,7 @@ def lie(cluster: Cluster) -> DemoResult:
     name = whisper_name(ns, ns, BURSTY_POD)
 
     def whisper_from_metrics_api() -> JsonObject | None:
-        whisper = cluster.cr("kernelwhispers", name)
+        whisper = cluster.cr(KERNEL_WHISPER.plural, name)
         source = (whisper or {}).get("status", {}).get("reportedUsage", {}).get("source")
         return whisper if source == "metrics-api" else None
 
@@ -287,7 +291,7 @@ def lie(cluster: Cluster) -> DemoResult:
             time.sleep(1.0)
         top = term.kubectl("top", "pod", "-n", ns)
         term.kubectl("get", "kernelwhisper", name, "-n", ns, "-o", "yaml")
-        whisper = cluster.cr("kernelwhispers", name) or whisper
+        whisper = cluster.cr(KERNEL_WHISPER.plural, name) or whisper
     verdict = moments.lie_verdict(whisper, moments.parse_top_millicores(top.output, BURSTY_POD))
     return DemoResult(
         verdict,
@@ -305,7 +309,7 @@ def webhook(cluster: Cluster) -> DemoResult:
     term.kubectl("delete", "kernelwhisper", name, "-n", ns, "--ignore-not-found", shown=False)
     started = time.monotonic()
     status = _post_from_host(cluster) if cluster.lab is not None else _post_from_a_pod(cluster)
-    whisper, _ = wait_for(lambda: cluster.cr("kernelwhispers", name), WEBHOOK_WAIT_SECONDS)
+    whisper, _ = wait_for(lambda: cluster.cr(KERNEL_WHISPER.plural, name), WEBHOOK_WAIT_SECONDS)
     seconds = time.monotonic() - started if whisper else None
     term.kubectl("get", "kernelwhispers", name, "-n", ns)
     term.kubectl("describe", "kernelwhisper", name, "-n", ns)
@@ -373,12 +377,12 @@ def hpa(cluster: Cluster) -> DemoResult:
         found = cluster.get(hpa_path)
         if found is None or moments.hpa_utilization(found) is None:
             return None
-        whispers = cluster.crs("kernelwhispers")
+        whispers = cluster.crs(KERNEL_WHISPER.plural)
         return found if moments.scale_out_whisper(whispers) is not None else None
 
     found, _ = wait_for(advised, HPA_WAIT_SECONDS, poll=2.0)
     term.kubectl("get", "hpa", "-n", ns)
-    whispers = cluster.crs("kernelwhispers")
+    whispers = cluster.crs(KERNEL_WHISPER.plural)
     talk = "{.items[0].status.recommendation}"
     term.kubectl("get", "kernelwhisper", "-n", ns, "-o", f"jsonpath={talk}")
     index = moments.scale_out_whisper(whispers)
@@ -444,7 +448,7 @@ def checklist(cluster: Cluster) -> list[CheckLine]:
     ]  # fmt: skip
     crds = cluster.get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions")
     names = {item["metadata"]["name"] for item in (crds or {}).get("items", [])}
-    for crd in ("kernelwhispers.kernel-gossip.dev", "podbirthcertificates.kernel-gossip.dev"):
+    for crd in (f"{resource.plural}.{GROUP}" for resource in RESOURCES):
         lines.append(
             CheckLine(f"CRD {crd}", crd in names, "kubectl apply -k deploy/manifests/crds")
         )

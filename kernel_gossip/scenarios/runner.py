@@ -39,6 +39,7 @@ from kernel_gossip.scenarios.spec import (
     WhisperExpectation,
 )
 from kernel_gossip.scenarios.truth import Sampler
+from kernel_gossip.schema.crds import KERNEL_WHISPER, POD_BIRTH_CERTIFICATE
 from kernel_gossip.schema.resources import API_VERSION
 
 BASELINE_SECONDS = 2.0
@@ -305,7 +306,7 @@ class Run:
                     pod_uid=c["spec"].get("podUid"),
                     total_syscalls=int(c["spec"]["totalSyscalls"]),
                 )
-                for c in self._list("podbirthcertificates")
+                for c in self._list(POD_BIRTH_CERTIFICATE.plural)
             ]
         if isinstance(spec, WebhookLoad):
             self.evidence.webhook_calls = [
@@ -313,7 +314,7 @@ class Run:
             ]
             self.evidence.recorded_pods = {
                 w["spec"]["podName"]
-                for w in self._list("kernelwhispers")
+                for w in self._list(KERNEL_WHISPER.plural)
                 if w["spec"]["podName"].startswith(self.webhook_prefix)
             }
 
@@ -326,14 +327,14 @@ class Run:
         resources: list[dict[str, Any]] = []
         for ref in _sampled_pods(self.scenario):
             whisper = self.cluster.kube.get(
-                f"/apis/{API_VERSION}/namespaces/{OPERATOR_NAMESPACE}/kernelwhispers/"
+                f"/apis/{API_VERSION}/namespaces/{OPERATOR_NAMESPACE}/{KERNEL_WHISPER.plural}/"
                 f"{self.pod_name(ref)}-kw"
             )
             if whisper:
                 resources.append(whisper)
         uids = set(self.evidence.created_pods)
         resources += [
-            c for c in self._list("podbirthcertificates") if c["spec"].get("podUid") in uids
+            c for c in self._list(POD_BIRTH_CERTIFICATE.plural) if c["spec"].get("podUid") in uids
         ]
         for namespace, name in self.sampler.hpas:
             hpa = self.cluster.kube.get(
@@ -359,7 +360,7 @@ class Run:
             if isinstance(self.scenario.load, WebhookLoad):
                 stored = [
                     w["metadata"]["name"]
-                    for w in self._list("kernelwhispers")
+                    for w in self._list(KERNEL_WHISPER.plural)
                     if w["spec"]["podName"].startswith(self.webhook_prefix)
                 ]
                 list(pool.map(self._delete_whisper, stored))
@@ -369,7 +370,7 @@ class Run:
         with contextlib.suppress(UserError):
             self.cluster.kube.request(
                 "DELETE",
-                f"/apis/{API_VERSION}/namespaces/{OPERATOR_NAMESPACE}/kernelwhispers/{name}",
+                f"/apis/{API_VERSION}/namespaces/{OPERATOR_NAMESPACE}/{KERNEL_WHISPER.plural}/{name}",
             )
 
 

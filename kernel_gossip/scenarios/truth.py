@@ -22,6 +22,7 @@ from kernel_gossip.scenarios.expectations import (
     PodKey,
     WhisperReading,
 )
+from kernel_gossip.schema.crds import KERNEL_WHISPER
 from kernel_gossip.schema.resources import API_VERSION, kernel_whisper_name
 
 API_POLL_SECONDS = 1.0
@@ -213,7 +214,7 @@ class Sampler:
     def _read_whisper(self, target: Target) -> None:
         namespace, name = target.key[0], target.name
         whisper = self.cluster.kube.get(
-            f"/apis/{API_VERSION}/namespaces/{OPERATOR_NAMESPACE}/kernelwhispers/"
+            f"/apis/{API_VERSION}/namespaces/{OPERATOR_NAMESPACE}/{KERNEL_WHISPER.plural}/"
             f"{kernel_whisper_name(name)}"
         )
         if not whisper or "status" not in whisper:

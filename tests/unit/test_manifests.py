@@ -343,7 +343,10 @@ OPERATOR_USES: dict[Permission, str | tuple[str, ...]] = {
         r'group_path\(AUTOSCALING_API, namespace, "horizontalpodautoscalers"\)'
     ),
 }
-for _plural, _handler in (("kernelwhispers", "WHISPERS"), ("podbirthcertificates", "CERTIFICATES")):
+for _plural, _handler in (
+    ("kernelwhispers", "KERNEL_WHISPER"),
+    ("podbirthcertificates", "POD_BIRTH_CERTIFICATE"),
+):
     OPERATOR_USES |= {
         ("kernel-gossip.dev", _plural, "get"): (
             r"path = group_path\(API_VERSION, self\.namespace, kind\.plural, name\)",
@@ -359,17 +362,17 @@ for _plural, _handler in (("kernelwhispers", "WHISPERS"), ("podbirthcertificates
             "kernel-gossip.dev",
             _plural,
             "list",
-        ): rf"@kopf\.on\.create\(\s*GROUP, VERSION, {_handler}",
+        ): rf"@kopf\.on\.create\(\s*GROUP,\s*VERSION,\s*{_handler}\.plural",
         (
             "kernel-gossip.dev",
             _plural,
             "watch",
-        ): rf"@kopf\.on\.create\(\s*GROUP, VERSION, {_handler}",
+        ): rf"@kopf\.on\.create\(\s*GROUP,\s*VERSION,\s*{_handler}\.plural",
         (
             "kernel-gossip.dev",
             _plural,
             "patch",
-        ): rf"@kopf\.on\.create\(\s*GROUP, VERSION, {_handler}",
+        ): rf"@kopf\.on\.create\(\s*GROUP,\s*VERSION,\s*{_handler}\.plural",
         ("kernel-gossip.dev", f"{_plural}/status", "update"): (
             r"status_path = group_path\(API_VERSION, .*status=True\)",
             r"await self\.client\.replace\(status_path,",
