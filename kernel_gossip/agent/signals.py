@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from kernel_gossip.core.births import PodBirth
-from kernel_gossip.schema.report import ContainerCpuTruth
+from kernel_gossip.schema.report import NAMESPACE_KINDS, ContainerCpuTruth
 from kernel_gossip.schema.signal import CpuThrottlePayload, PodCreationPayload, TimelineStep
 
 
@@ -101,7 +101,7 @@ def pod_creation_payload(
             syscalls[name] = syscalls.get(name, 0) + count
     namespaces = [
         kind
-        for kind in ("mnt", "uts", "ipc", "pid", "net", "cgroup", "user", "time")
+        for kind in NAMESPACE_KINDS
         if any(kind in container.namespaces_created for container in containers)
     ]
     timeline = []
@@ -126,7 +126,7 @@ def pod_creation_payload(
         total_syscalls=sum(c.total_syscalls for c in containers),
         syscalls=syscalls,
         namespace_ops=sum(c.namespace_operations for c in containers),
-        namespaces_created=namespaces,  # type: ignore[arg-type]
+        namespaces_created=namespaces,
         mounts=sum(c.mounts for c in containers),
         cgroup_writes=sum(c.cgroup_writes for c in containers),
         execs=sum(c.execs for c in containers),

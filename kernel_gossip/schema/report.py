@@ -5,7 +5,7 @@
 """
 
 from datetime import datetime
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -59,6 +59,8 @@ class ObserveReport(CamelModel):
 
 
 NamespaceKind = Literal["mnt", "uts", "ipc", "pid", "net", "cgroup", "user", "time"]
+NAMESPACE_KINDS: tuple[NamespaceKind, ...] = get_args(NamespaceKind)
+"""In the order certificates list them."""
 
 
 class TimelinePhase(CamelModel):

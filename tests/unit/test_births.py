@@ -39,6 +39,7 @@ from kernel_gossip.core.births import (
 from kernel_gossip.errors import UserError
 from kernel_gossip.host import ocibundle
 from kernel_gossip.probes.births import check_runtime_names, probe_defines
+from kernel_gossip.schema.report import NAMESPACE_KINDS
 
 NEWNS, NEWPID, NEWNET = 0x00020000, 0x20000000, 0x40000000
 NEWUSER, NEWTIME, SIGCHLD, CLONE_VM = 0x10000000, 0x80, 17, 0x100
@@ -60,6 +61,10 @@ def test_flag_values_are_the_kernel_headers(require: Require) -> None:
     names["mnt"] = "CLONE_NEWNS"
     for kind, bit in NAMESPACE_FLAGS.items():
         assert int(defined[names[kind]], 16) == bit, kind
+
+
+def test_every_namespace_kind_has_its_flag_in_the_certificates_order() -> None:
+    assert tuple(NAMESPACE_FLAGS) == NAMESPACE_KINDS
 
 
 def test_clone_decodes_namespaces_and_ignores_its_exit_signal() -> None:
