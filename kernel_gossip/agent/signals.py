@@ -12,7 +12,12 @@ from datetime import datetime
 
 from kernel_gossip.core.births import PodBirth
 from kernel_gossip.schema.report import NAMESPACE_KINDS, ContainerCpuTruth
-from kernel_gossip.schema.signal import CpuThrottlePayload, PodCreationPayload, TimelineStep
+from kernel_gossip.schema.signal import (
+    CpuThrottlePayload,
+    PodCreationPayload,
+    TimelineStep,
+    throttle_figures,
+)
 
 
 @dataclass(frozen=True)
@@ -62,27 +67,20 @@ def throttle_payload(
     operator replaces the reported one by the Metrics API's when the cluster has one.
     """
     return CpuThrottlePayload(
-        type="cpu_throttle",
-        pod_name=pod.pod_name,
-        namespace=pod.namespace,
-        container_name=pod.container_name,
-        throttle_percentage=round(truth.throttled_percent, 3),
-        actual_cpu_usage=round(truth.cpu_usage_cores, 3),  # millicores, as Kubernetes shows
-        reported_cpu_usage=round(truth.cpu_usage_cores, 3),
-        period_seconds=window_seconds,
-        timestamp=observed_at,
-        pod_uid=pod.pod_uid,
-        node=node,
-        nr_periods=truth.nr_periods,
-        nr_throttled=truth.nr_throttled,
-        throttled_seconds=truth.throttled_seconds,
-        cpu_limit_cores=truth.cpu_limit_cores,
-        runqueue_latency_p50_us=truth.runqueue_latency_p50_us,
-        runqueue_latency_p99_us=truth.runqueue_latency_p99_us,
-        involuntary_switches=truth.involuntary_switches,
-        cgroup_path=truth.cgroup_path,
-        container_id=truth.container_id,
-        runtime=truth.runtime,
+        **{
+            **throttle_figures(truth),
+            "type": "cpu_throttle",
+            "pod_name": pod.pod_name,
+            "namespace": pod.namespace,
+            "container_name": pod.container_name,
+            "pod_uid": pod.pod_uid,
+            "node": node,
+            "timestamp": observed_at,
+            "period_seconds": window_seconds,
+            "throttle_percentage": round(truth.throttled_percent, 3),
+            "actual_cpu_usage": round(truth.cpu_usage_cores, 3),  # millicores, as Kubernetes shows
+            "reported_cpu_usage": round(truth.cpu_usage_cores, 3),
+        }
     )
 
 

@@ -8,7 +8,7 @@ of a resource's spec.
 """
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AwareDatetime,
@@ -21,7 +21,12 @@ from pydantic import (
 )
 
 from kernel_gossip.schema.names import DnsLabel, DnsSubdomain
-from kernel_gossip.schema.report import MAX_CORES, MIN_CPU_LIMIT_CORES, NamespaceKind
+from kernel_gossip.schema.report import (
+    MAX_CORES,
+    MIN_CPU_LIMIT_CORES,
+    ContainerCpuTruth,
+    NamespaceKind,
+)
 from kernel_gossip.schema.resources import (
     KernelTruth,
     PodBirthCertificateSpec,
@@ -176,24 +181,29 @@ def parse_signal(body: bytes | str) -> CpuThrottlePayload | PodCreationPayload:
     return SIGNAL.validate_json(body)
 
 
+WIRE_NAMES = {
+    "window_seconds": "period_seconds",
+    "cpu_usage_cores": "actual_cpu_usage",
+    "throttled_percent": "throttle_percentage",
+}
+"""A cpu_throttle payload's names for the figures whose KernelTruth / ContainerCpuTruth name
+differs (the talk's curl body); every other figure has one name throughout."""
+
+
+def wire_name(figure: str) -> str:
+    return WIRE_NAMES.get(figure, figure)
+
+
 def kernel_truth(signal: CpuThrottlePayload) -> KernelTruth:
     """The kernel's figures of a throttle signal, as a KernelWhisper's spec.kernelTruth."""
     return KernelTruth(
-        window_seconds=signal.period_seconds,
-        cgroup_path=signal.cgroup_path,
-        container_id=signal.container_id,
-        runtime=signal.runtime,
-        pod_uid=signal.pod_uid,
-        cpu_limit_cores=signal.cpu_limit_cores,
-        cpu_usage_cores=signal.actual_cpu_usage,
-        nr_periods=signal.nr_periods,
-        nr_throttled=signal.nr_throttled,
-        throttled_percent=signal.throttle_percentage,
-        throttled_seconds=signal.throttled_seconds,
-        runqueue_latency_p50_us=signal.runqueue_latency_p50_us,
-        runqueue_latency_p99_us=signal.runqueue_latency_p99_us,
-        involuntary_switches=signal.involuntary_switches,
+        **{figure: getattr(signal, wire_name(figure)) for figure in KernelTruth.model_fields}
     )
+
+
+def throttle_figures(truth: ContainerCpuTruth) -> dict[str, Any]:
+    """Every figure `observe` measured for a container, by its cpu_throttle payload name."""
+    return {wire_name(figure): getattr(truth, figure) for figure in ContainerCpuTruth.model_fields}
 
 
 def human_duration(milliseconds: float) -> str:
