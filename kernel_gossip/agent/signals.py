@@ -15,7 +15,7 @@ from kernel_gossip.schema.report import NAMESPACE_KINDS, ContainerCpuTruth
 from kernel_gossip.schema.signal import (
     CpuThrottlePayload,
     PodCreationPayload,
-    TimelineStep,
+    TimelineStepPayload,
     throttle_figures,
 )
 
@@ -108,7 +108,7 @@ def pod_creation_payload(
         prefix = f"c{position}-" if len(containers) > 1 else ""
         for step in container.timeline:
             timeline.append(
-                TimelineStep(
+                TimelineStepPayload(
                     phase=f"{prefix}{step.phase}",
                     offset_ms=max(shift_ms + step.offset_ms, 0.0),
                     count=step.count,

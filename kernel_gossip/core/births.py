@@ -34,7 +34,7 @@ from enum import IntEnum
 from pathlib import PurePosixPath
 
 from kernel_gossip.core.cgroups import identify
-from kernel_gossip.schema.report import ContainerBirth, NamespaceKind, TimelinePhase
+from kernel_gossip.schema.report import ContainerBirth, NamespaceKind, TimelineStep
 
 
 class Phase(IntEnum):
@@ -220,7 +220,7 @@ def ms_between(earlier_ns: int, later_ns: int) -> float:
     return max(later_ns - earlier_ns, 0) / 1e6
 
 
-def timeline(counters: BirthCounters, entrypoint: Entrypoint) -> list[TimelinePhase]:
+def timeline(counters: BirthCounters, entrypoint: Entrypoint) -> list[TimelineStep]:
     """Phases in time order, each with the syscalls entered while it was the latest; the
     entrypoint's execve is moved from the phase it was entered in to entrypoint-exec."""
     counts = {phase: counters.phase_syscalls.get(phase, 0) for phase in Phase}
@@ -228,7 +228,7 @@ def timeline(counters: BirthCounters, entrypoint: Entrypoint) -> list[TimelinePh
         counts[entrypoint.entered_phase] -= 1
     reached = sorted(counters.milestones_ns.items(), key=lambda item: (item[1], int(item[0])))
     phases = [
-        TimelinePhase(
+        TimelineStep(
             phase=PHASE_NAMES[phase],
             offset_ms=ms_between(counters.start_ns, at_ns),
             count=counts[phase],
@@ -237,7 +237,7 @@ def timeline(counters: BirthCounters, entrypoint: Entrypoint) -> list[TimelinePh
     ]
     last_offset = phases[-1].offset_ms if phases else 0.0
     phases.append(
-        TimelinePhase(
+        TimelineStep(
             phase=ENTRYPOINT_EXEC,
             offset_ms=max(ms_between(counters.start_ns, entrypoint.entered_ns), last_offset),
             count=1,

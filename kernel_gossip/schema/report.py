@@ -63,7 +63,7 @@ NAMESPACE_KINDS: tuple[NamespaceKind, ...] = get_args(NamespaceKind)
 """In the order certificates list them."""
 
 
-class TimelinePhase(CamelModel):
+class TimelineStep(CamelModel):
     """One step of a birth: when it started (ms after the runtime started) and its syscalls."""
 
     phase: str
@@ -92,7 +92,7 @@ class ContainerBirth(BirthFigures):
     runtime: str
     started_at: datetime
     duration_ms: float = Field(ge=0)
-    timeline: list[TimelinePhase]
+    timeline: list[TimelineStep]
 
 
 class BirthsReport(CamelModel):

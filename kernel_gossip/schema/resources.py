@@ -85,7 +85,8 @@ class KernelWhisperStatus(CamelModel):
     updated_at: datetime
 
 
-class SyscallTimelineEntry(CamelModel):
+class CertificateTimelineStep(CamelModel):
+    # A timeline step as a certificate lists it: its phase (name) at a wall-clock time.
     name: str
     timestamp: datetime
     count: int = Field(ge=0)
@@ -99,7 +100,7 @@ class PodBirthCertificateSpec(BirthFigures):
     pod_uid: str | None = None
     node: str | None = None
     started_at: datetime
-    syscall_timeline: list[SyscallTimelineEntry]
+    syscall_timeline: list[CertificateTimelineStep]
     duration: str = Field(description="Human form of durationMs, e.g. 2.5s.")
     duration_ms: float = Field(ge=0)
 

@@ -28,9 +28,9 @@ from kernel_gossip.schema.report import (
     NamespaceKind,
 )
 from kernel_gossip.schema.resources import (
+    CertificateTimelineStep,
     KernelTruth,
     PodBirthCertificateSpec,
-    SyscallTimelineEntry,
 )
 
 MAX_INT64 = 2**63 - 1
@@ -136,7 +136,7 @@ class CpuThrottlePayload(Payload):
         return self
 
 
-class TimelineStep(Payload):
+class TimelineStepPayload(Payload):
     """One phase of a birth: start (ms after the runtime started) and its syscalls."""
 
     phase: PhaseName
@@ -160,7 +160,7 @@ class PodCreationPayload(Payload):
     cgroup_writes: Count
     execs: Count
     duration_ms: Milliseconds
-    timeline: Annotated[list[TimelineStep], Field(max_length=1024)]
+    timeline: Annotated[list[TimelineStepPayload], Field(max_length=1024)]
     timestamp: Timestamp
 
     @model_validator(mode="after")
@@ -223,7 +223,7 @@ def birth_certificate_spec(signal: PodCreationPayload) -> PodBirthCertificateSpe
         node=signal.node,
         started_at=started,
         syscall_timeline=[
-            SyscallTimelineEntry(
+            CertificateTimelineStep(
                 name=step.phase,
                 timestamp=started + timedelta(milliseconds=step.offset_ms),
                 count=step.count,

@@ -25,6 +25,7 @@ from kernel_gossip.lab.apiserver import LabApi
 from kernel_gossip.schema import crds
 from kernel_gossip.schema.resources import (
     API_VERSION,
+    CertificateTimelineStep,
     KernelTruth,
     KernelWhisperSpec,
     KernelWhisperStatus,
@@ -32,7 +33,6 @@ from kernel_gossip.schema.resources import (
     PodBirthCertificateStatus,
     Recommendation,
     ReportedUsage,
-    SyscallTimelineEntry,
     ThrottleReading,
     birth_certificate_name,
     kernel_whisper_name,
@@ -197,8 +197,8 @@ def full_birth_certificate_spec(pod: str, namespace: str) -> PodBirthCertificate
         node="lab-node",
         started_at=OBSERVED,
         syscall_timeline=[
-            SyscallTimelineEntry(name="clone3", timestamp=OBSERVED, count=4),
-            SyscallTimelineEntry(name="execve", timestamp=OBSERVED, count=2),
+            CertificateTimelineStep(name="clone3", timestamp=OBSERVED, count=4),
+            CertificateTimelineStep(name="execve", timestamp=OBSERVED, count=2),
         ],
         total_syscalls=1234,
         syscalls={"clone3": 4, "execve": 2, "mount": 17},
