@@ -59,7 +59,7 @@ def lab_api(
     """A real Kubernetes API server (lab/apiserver) with our CRDs, started once per session
     in a directory of its own and stopped at the end. Its progress (a cold build takes
     minutes) goes to the terminal, past pytest's capture."""
-    from kernel_gossip.lab.apiserver import serve_for_tests
+    from lab_sessions import lab_api_session
 
     capture = pytestconfig.pluginmanager.getplugin("capturemanager")
 
@@ -68,22 +68,22 @@ def lab_api(
             print(f"[lab api] {message}", file=sys.stderr, flush=True)
 
     directory = tmp_path_factory.mktemp("lab-api")
-    yield from serve_for_tests(directory, require_prerequisite, progress)
+    yield from lab_api_session(directory, require_prerequisite, progress)
 
 
 @pytest.fixture(scope="session")
 def lab_containerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator["LabContainerd"]:
     """The lab's containerd (CRI, runc, CNI bridge) with its own root, socket and pod
     network, started once per session and stopped, with every pod, at the end."""
-    from kernel_gossip.lab.containerd import serve_for_tests
+    from lab_sessions import lab_containerd_session
 
-    yield from serve_for_tests(tmp_path_factory.mktemp("lab"), require_prerequisite)
+    yield from lab_containerd_session(tmp_path_factory.mktemp("lab"), require_prerequisite)
 
 
 @pytest.fixture(scope="session")
 def lab_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator["LabNode"]:
     """A lab node of its own (API server, containerd, the lab's kubelet) for the session,
     brought down with `lab down` at the end: pods go through the API as with kubectl."""
-    from kernel_gossip.lab.stack import serve_node_for_tests
+    from lab_sessions import lab_node_session
 
-    yield from serve_node_for_tests(tmp_path_factory.mktemp("node"), require_prerequisite)
+    yield from lab_node_session(tmp_path_factory.mktemp("node"), require_prerequisite)

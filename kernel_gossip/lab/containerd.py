@@ -19,9 +19,7 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -370,23 +368,3 @@ class LabContainerd:
 
     lab: Path
     socket: Path
-
-
-def serve_for_tests(lab: Path, missing: Callable[[bool, str], None]) -> Iterator[LabContainerd]:
-    """The pytest fixture lab_containerd: one containerd for a test session in a lab
-    directory of its own (own bridge and subnet), stopped at the end. A host that cannot
-    run it is reported to missing(False, reason), which fails in CI and skips elsewhere."""
-
-    def progress(message: str) -> None:
-        print(f"[lab containerd] {message}", file=sys.__stderr__, flush=True)
-
-    try:
-        _check_host(layout(lab))
-        socket = start_containerd(lab, progress)
-    except UserError as error:
-        missing(False, f"the lab's containerd did not start: {error}")
-        raise
-    try:
-        yield LabContainerd(lab, socket)
-    finally:
-        stop_containerd(lab, progress)

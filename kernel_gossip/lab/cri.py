@@ -29,12 +29,12 @@ from kernel_gossip.cri import (
     runtime_api as generated_api,
 )
 from kernel_gossip.errors import UserError
-from kernel_gossip.lab import apiserver
+from kernel_gossip.lab import apibuild
 
 __all__ = ["CriClient", "CriError", "Sandbox", "ensure_generated", "runtime_api"]
 
 # The same Kubernetes release as the lab API server's API machinery (k8s.io/* 0.36.4).
-CRI_API_PIN = apiserver.Pin("golang-k8s-cri-api-dev", "0.36.4-1")
+CRI_API_PIN = apibuild.Pin("golang-k8s-cri-api-dev", "0.36.4-1")
 PROTO_IN_PACKAGE = Path("usr/share/gocode/src/k8s.io/cri-api/pkg/apis/runtime/v1/api.proto")
 STAMP = "BUILT_FROM"
 
@@ -78,7 +78,7 @@ def compile_proto(proto: Path, target: Path) -> None:
 
 def fetch_proto(say: Say = quiet) -> Path:
     """api.proto from the pinned golang-k8s-cri-api-dev .deb: `apt-get download` with the
-    lab's private sid apt configuration (apiserver.apt_config), then `dpkg -x`; cached."""
+    lab's private sid apt configuration (apibuild.apt_config), then `dpkg -x`; cached."""
     base = paths.cache_dir() / "cri-api" / CRI_API_PIN.version
     proto = base / "root" / PROTO_IN_PACKAGE
     if proto.is_file():
@@ -88,9 +88,9 @@ def fetch_proto(say: Say = quiet) -> Path:
     for folder in ("sources.list.d", "preferences.d", "state", "lists/partial", "cache"):
         (apt / folder).mkdir(parents=True, exist_ok=True)
     (apt / "archives" / "partial").mkdir(parents=True, exist_ok=True)
-    (apt / "sources.list").write_text(apiserver.SID_SOURCE + "\n")
+    (apt / "sources.list").write_text(apibuild.SID_SOURCE + "\n")
     (apt / "status").touch()
-    (apt / "apt.conf").write_text(apiserver.apt_config(apt))
+    (apt / "apt.conf").write_text(apibuild.apt_config(apt))
     env = os.environ | {"APT_CONFIG": str(apt / "apt.conf"), "DEBIAN_FRONTEND": "noninteractive"}
     debs = base / "debs"
     debs.mkdir(exist_ok=True)

@@ -44,7 +44,7 @@ from kernel_gossip.core.podstatus import (
 from kernel_gossip.cri import CriClient, CriError
 from kernel_gossip.errors import UserError
 from kernel_gossip.kube.client import ApiError, KubeClient, pod_path
-from kernel_gossip.lab import apiserver, images, pods, processes
+from kernel_gossip.lab import apibuild, images, pods, processes
 
 RELIST_SECONDS = 1.0
 NODE_STATUS_SECONDS = 10.0
@@ -85,7 +85,7 @@ def host_facts(cri: CriClient, lab: Path) -> HostFacts:
         line.split("=", 1) for line in _read("/etc/os-release").splitlines() if "=" in line
     )
     runtime = cri.version().split()  # "containerd 1.6.20~ds1 (CRI v1)"
-    pins = apiserver.parse_pins(apiserver.PINS_FILE.read_text())
+    pins = apibuild.parse_pins(apibuild.PINS_FILE.read_text())
     machine = platform.machine()
     return HostFacts(
         hostname=socket.gethostname(),
@@ -100,7 +100,7 @@ def host_facts(cri: CriClient, lab: Path) -> HostFacts:
         system_uuid=_read("/sys/class/dmi/id/product_uuid"),
         architecture={"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine),
         runtime_version=f"{runtime[0]}://{runtime[1]}",
-        kubelet_version=f"{apiserver.kubernetes_version(pins)}-kernel-gossip-lab",
+        kubelet_version=f"{apibuild.kubernetes_version(pins)}-kernel-gossip-lab",
     )
 
 

@@ -19,7 +19,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -362,26 +362,6 @@ class LabNode:
     @property
     def kubectl(self) -> Path:
         return api_dir(stack_layout(self.lab)) / "bin" / "kubectl"
-
-
-def serve_node_for_tests(lab: Path, missing: Callable[[bool, str], None]) -> Iterator[LabNode]:
-    """The pytest fixture lab_node: a node in a lab directory of its own, brought down
-    (`lab down`) at the end. A failure to come up is reported to missing(False, reason),
-    which fails in CI and skips elsewhere."""
-
-    def progress(message: str) -> None:
-        print(f"[lab node] {message}", file=sys.__stderr__, flush=True)
-
-    try:
-        kubeconfig, socket_path = up_node(lab, progress)
-    except UserError as error:
-        down(lab, progress)
-        missing(False, f"the lab's node did not come up: {error}")
-        raise
-    try:
-        yield LabNode(lab.resolve(), kubeconfig, socket_path)
-    finally:
-        down(lab, progress)
 
 
 def status(lab: Path | None = None) -> dict[str, Any]:

@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 import yaml
 
+from kernel_gossip import paths
 from kernel_gossip.errors import UserError
-from kernel_gossip.lab import apiserver
+from kernel_gossip.lab import apibuild, apiserver
 from kernel_gossip.lab.apiserver import LabApi
 from kernel_gossip.schema import crds
 from kernel_gossip.schema.resources import (
@@ -47,7 +48,7 @@ AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryLi
 
 def test_parse_pins_reads_lines_and_ignores_comments() -> None:
     text = "# header\n\ngolang-1.27-go=1.27.3-1  # the toolchain\nkubectl=1:1.36.4+ds-1\n"
-    assert [str(p) for p in apiserver.parse_pins(text)] == [
+    assert [str(p) for p in apibuild.parse_pins(text)] == [
         "golang-1.27-go=1.27.3-1",
         "kubectl=1:1.36.4+ds-1",
     ]
@@ -64,25 +65,25 @@ def test_parse_pins_reads_lines_and_ignores_comments() -> None:
 )
 def test_parse_pins_refuses_bad_lines(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        apiserver.parse_pins(text)
+        apibuild.parse_pins(text)
 
 
 def test_pins_hash_depends_on_pins_not_on_order_or_comments() -> None:
-    base = apiserver.pins_hash("aa=1\nbb=2\n")
-    assert apiserver.pins_hash("# note\nbb=2\n\naa=1  # why\n") == base
-    assert apiserver.pins_hash("aa=1\nbb=3\n") != base
-    assert apiserver.pins_hash("aa=1\n") != base
+    base = apibuild.pins_hash("aa=1\nbb=2\n")
+    assert apibuild.pins_hash("# note\nbb=2\n\naa=1  # why\n") == base
+    assert apibuild.pins_hash("aa=1\nbb=3\n") != base
+    assert apibuild.pins_hash("aa=1\n") != base
 
 
 def test_kubernetes_version_of_the_pinned_machinery() -> None:
-    pins = apiserver.parse_pins("golang-k8s-apiserver-dev=0.36.4-2\n")
-    assert apiserver.kubernetes_version(pins) == "v1.36.4"
+    pins = apibuild.parse_pins("golang-k8s-apiserver-dev=0.36.4-2\n")
+    assert apibuild.kubernetes_version(pins) == "v1.36.4"
     with pytest.raises(ValueError, match="not pinned"):
-        apiserver.kubernetes_version(apiserver.parse_pins("kubectl=1.36.4+ds-1\n"))
+        apibuild.kubernetes_version(apibuild.parse_pins("kubectl=1.36.4+ds-1\n"))
 
 
 def test_pins_file_pins_toolchain_machinery_and_kubectl_exactly() -> None:
-    pins = {p.package: p.version for p in apiserver.parse_pins(apiserver.PINS_FILE.read_text())}
+    pins = {p.package: p.version for p in apibuild.parse_pins(apibuild.PINS_FILE.read_text())}
     assert pins["golang-1.27-go"] == pins["golang-1.27-src"]
     assert pins["golang-k8s-apiextensions-apiserver-dev"].startswith("0.36.")
     assert pins["golang-k8s-apiserver-dev"].startswith("0.36.")
@@ -92,13 +93,13 @@ def test_pins_file_pins_toolchain_machinery_and_kubectl_exactly() -> None:
 
 
 def test_apt_config_keeps_all_state_under_its_base(tmp_path: Path) -> None:
-    lines = apiserver.apt_config(tmp_path).splitlines()
+    lines = apibuild.apt_config(tmp_path).splitlines()
     dirs = [line for line in lines if line.startswith("Dir::")]
     assert len(dirs) == 9
     assert all(f'"{tmp_path}/' in line for line in dirs)
     assert 'Dir::State::status "' + f'{tmp_path}/status";' in lines
-    assert "sid main" in apiserver.SID_SOURCE
-    assert apiserver.SID_SOURCE.startswith("deb [signed-by=/usr/share/keyrings/")
+    assert "sid main" in apibuild.SID_SOURCE
+    assert apibuild.SID_SOURCE.startswith("deb [signed-by=/usr/share/keyrings/")
 
 
 def test_kubeconfig_yaml_names_server_ca_and_a_context() -> None:
@@ -276,7 +277,7 @@ def test_server_reports_the_pinned_kubernetes_version(lab_api: LabApi) -> None:
     """k8s.io/apiserver 0.X.Y is Kubernetes v1.X.Y: read from the pins file's own line,
     not through the function that stamped the server."""
     pinned = re.search(
-        r"^golang-k8s-apiserver-dev=0\.(\d+)\.(\d+)-", apiserver.PINS_FILE.read_text(), re.M
+        r"^golang-k8s-apiserver-dev=0\.(\d+)\.(\d+)-", apibuild.PINS_FILE.read_text(), re.M
     )
     assert pinned, "golang-k8s-apiserver-dev is not pinned"
     version = lab_api.expect(200, "GET", "/version")
@@ -763,14 +764,14 @@ def test_kopf_runs_a_kernel_whisper_handler_with_no_warnings(
 
 def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*CLI, *args], capture_output=True, text=True, timeout=timeout, cwd=apiserver.REPO_DIR
+        [*CLI, *args], capture_output=True, text=True, timeout=timeout, cwd=paths.REPO_DIR
     )
 
 
 @pytest.mark.slow
 def test_cli_warm_start_stop_and_restart_keep_the_data(lab_api: LabApi, tmp_path: Path) -> None:
     """The fixture built the binary: a second server starts from the cache."""
-    assert apiserver.ensure_binary().built is False
+    assert apibuild.ensure_binary().built is False
     directory = tmp_path / "second"
     started = time.monotonic()
     first = run_cli("lab", "api", "start", "--dir", str(directory), timeout=120)
