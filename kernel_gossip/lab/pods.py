@@ -10,15 +10,10 @@ RemovePodSandbox, then the pod cgroup, its logs and its record. A record per pod
 clean up after a crash (clean_leftovers).
 """
 
-import contextlib
-import errno
 import os
 import shutil
-import signal
 import subprocess
 import threading
-import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,11 +24,10 @@ from pydantic import Field
 
 from kernel_gossip import Say, paths
 from kernel_gossip.core import podspec
-from kernel_gossip.core.cgroups import CgroupMode, QosClass
+from kernel_gossip.core.cgroups import QosClass
 from kernel_gossip.cri import CriClient, CriError, Sandbox, SandboxDetail
 from kernel_gossip.errors import UserError
-from kernel_gossip.host.cgroupfs import CgroupFs, remove_cgroup
-from kernel_gossip.lab import images
+from kernel_gossip.lab import images, podcgroups
 from kernel_gossip.schema.report import CamelModel
 
 KILL_TIMEOUT_S = 10.0
@@ -86,6 +80,11 @@ class PodView:
 
 def pods_dir(lab: Path | None = None) -> Path:
     return (lab or paths.lab_dir()).resolve() / "pods"
+
+
+def _ancestors_file(lab: Path | None) -> Path:
+    """The QoS-level cgroups this lab created for its pods."""
+    return pods_dir(lab) / "created-cgroups"
 
 
 def _record_path(lab: Path | None, uid: str) -> Path:
@@ -163,7 +162,9 @@ def start_sandbox(
     )
     _save(lab, record)
     try:
-        create_pod_cgroup(record.cgroup_parent, podspec.pod_cgroup_config(pod), lab)
+        podcgroups.create_pod_cgroup(
+            record.cgroup_parent, podspec.pod_cgroup_config(pod), _ancestors_file(lab)
+        )
         config = sandbox_config(cri, pod, uid, record.cgroup_parent, log_dir, attempt)
         for container in pod.spec.containers:
             (log_dir / container.name).mkdir(parents=True, exist_ok=True)
@@ -311,144 +312,6 @@ def _memory_capacity() -> int:
     raise UserError("no MemTotal in /proc/meminfo")
 
 
-# --- pod cgroups (cgroup v1 and the hybrid layout) ----------------------------------------
-
-
-def _v1_cpu(fs: CgroupFs) -> CgroupFs:
-    if fs.mode is CgroupMode.V2:
-        raise UserError("lab pods need the cgroup v1 cpu controller (hybrid or v1 layout)")
-    return fs
-
-
-def create_pod_cgroup(parent: str, config: podspec.PodCgroupConfig, lab: Path | None) -> None:
-    """mkdir the pod cgroup in every hierarchy and write the pod-level CPU and memory
-    limits, as the kubelet's pod container manager does before RunPodSandbox."""
-    fs = _v1_cpu(CgroupFs.detect())  # runc makes the containers' cgroups in every hierarchy
-    hierarchies = fs.hierarchies
-    created: list[str] = []
-    for hierarchy in hierarchies:
-        for ancestor in _ancestors(parent):
-            folder = hierarchy / ancestor.lstrip("/")
-            try:
-                folder.mkdir()
-            except FileExistsError:
-                continue
-            if ancestor != parent:
-                created.append(str(folder))
-            _inherit_cpuset(folder)
-    _remember_ancestors(lab, created)
-    (fs.dir(parent) / "cpu.shares").write_text(str(config.cpu_shares))
-    if config.cpu_period_us is not None and config.cpu_quota_us is not None:
-        fs.set_cpu_limit(parent, config.cpu_quota_us, config.cpu_period_us)
-    if config.memory_limit_bytes is not None:
-        memory = next((h for h in hierarchies if (h / "memory.limit_in_bytes").exists()), None)
-        if memory is None:
-            raise UserError("a memory limit needs the cgroup v1 memory controller")
-        (memory / parent.lstrip("/") / "memory.limit_in_bytes").write_text(
-            str(config.memory_limit_bytes)
-        )
-
-
-def _ancestors(parent: str) -> list[str]:
-    """/kubepods/burstable/podX -> [/kubepods, /kubepods/burstable, /kubepods/burstable/podX]."""
-    parts = parent.strip("/").split("/")
-    return ["/" + "/".join(parts[: index + 1]) for index in range(len(parts))]
-
-
-def _inherit_cpuset(folder: Path) -> None:
-    """A new v1 cpuset cgroup starts with no CPUs or memory nodes: copy the parent's."""
-    for name in ("cpuset.cpus", "cpuset.mems"):
-        own = folder / name
-        if own.exists() and not own.read_text().strip():
-            own.write_text((folder.parent / name).read_text())
-
-
-def _ancestors_file(lab: Path | None) -> Path:
-    return pods_dir(lab) / "created-cgroups"
-
-
-def _remember_ancestors(lab: Path | None, created: list[str]) -> None:
-    """QoS-level cgroups the lab created (shared by its pods): removed once empty."""
-    if not created:
-        return
-    path = _ancestors_file(lab)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    known = path.read_text().split() if path.exists() else []
-    path.write_text("".join(f"{entry}\n" for entry in dict.fromkeys([*known, *created])))
-
-
-def _forget_empty_ancestors(lab: Path | None) -> None:
-    path = _ancestors_file(lab)
-    if not path.exists():
-        return
-    remaining = []
-    for entry in sorted(path.read_text().split(), key=len, reverse=True):
-        try:
-            os.rmdir(entry)
-        except FileNotFoundError:
-            continue
-        except OSError as error:
-            if error.errno not in (errno.EBUSY, errno.ENOTEMPTY):
-                raise
-            remaining.append(entry)
-    if remaining:
-        path.write_text("".join(f"{entry}\n" for entry in remaining))
-    else:
-        path.unlink()
-
-
-def remove_pod_cgroup(parent: str) -> None:
-    """Kill what is still inside, then rmdir the pod cgroup tree in every hierarchy."""
-    hierarchies = CgroupFs.detect().hierarchies
-    _kill_cgroup_processes(parent, hierarchies)
-    for hierarchy in hierarchies:
-        top = hierarchy / parent.lstrip("/")
-        if not top.is_dir():
-            continue
-        for folder in sorted(_walk_dirs(top), key=lambda p: len(p.parts), reverse=True):
-            _rmdir_when_empty(folder)
-
-
-def _walk_dirs(top: Path) -> Iterator[Path]:
-    for dirpath, _dirnames, _files in os.walk(top):
-        yield Path(dirpath)
-
-
-def _kill_cgroup_processes(parent: str, hierarchies: list[Path]) -> None:
-    deadline = time.monotonic() + KILL_TIMEOUT_S
-    while True:
-        pids = {
-            int(pid)
-            for hierarchy in hierarchies
-            if (hierarchy / parent.lstrip("/")).is_dir()
-            for folder in _walk_dirs(hierarchy / parent.lstrip("/"))
-            for pid in _read(folder / "cgroup.procs").split()
-        }
-        if not pids:
-            return
-        if time.monotonic() > deadline:
-            raise UserError(f"processes {sorted(pids)} in {parent} survive SIGKILL")
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.1)
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return ""
-
-
-def _rmdir_when_empty(folder: Path) -> None:
-    """rmdir a cgroup, retrying while the kernel still counts exiting tasks in it."""
-    try:
-        remove_cgroup(folder, KILL_TIMEOUT_S)
-    except OSError as error:
-        raise UserError(f"cannot remove cgroup {folder}: {error.strerror}") from None
-
-
 # --- get ---------------------------------------------------------------------------------
 
 
@@ -533,9 +396,9 @@ def remove_pod(
     path = _record_path(lab, uid)
     record = PodRecord.model_validate_json(path.read_text()) if path.exists() else None
     for parent in sorted(parents - {""}):
-        remove_pod_cgroup(parent)
+        podcgroups.remove_pod_cgroup(parent)
     if record is not None:
-        remove_pod_cgroup(record.cgroup_parent)
+        podcgroups.remove_pod_cgroup(record.cgroup_parent)
         if record.netns_path:
             _remove_netns(Path(record.netns_path))
         if record.sandbox_id:
@@ -543,7 +406,7 @@ def remove_pod(
                 result.unlink(missing_ok=True)
         if record.log_dir:
             shutil.rmtree(record.log_dir, ignore_errors=True)
-    _forget_empty_ancestors(lab)
+    podcgroups.forget_empty_ancestors(_ancestors_file(lab))
     path.unlink(missing_ok=True)
 
 
