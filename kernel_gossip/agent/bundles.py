@@ -10,11 +10,10 @@ the CRI's List calls would, without a socket that could also create containers.
 import json
 import logging
 import os
-import time
 from pathlib import Path
 
+from kernel_gossip.agent.directory import SANDBOX_CONTAINER_NAME, CachedDirectory, Unreadable
 from kernel_gossip.agent.signals import PodRef
-from kernel_gossip.core.cgroups import identify
 
 log = logging.getLogger("kernel_gossip.agent")
 
@@ -23,8 +22,6 @@ SANDBOX_NAME = "io.kubernetes.cri.sandbox-name"
 SANDBOX_NAMESPACE = "io.kubernetes.cri.sandbox-namespace"
 SANDBOX_UID = "io.kubernetes.cri.sandbox-uid"
 CONTAINER_NAME = "io.kubernetes.cri.container-name"
-SANDBOX_CONTAINER_NAME = "POD"  # what the kubelet calls the pause container
-REFRESH_SECONDS = 1.0
 
 
 def pod_ref(annotations: dict[str, str]) -> PodRef | None:
@@ -37,32 +34,17 @@ def pod_ref(annotations: dict[str, str]) -> PodRef | None:
     return PodRef(name, namespace, annotations.get(SANDBOX_UID) or None, container or "")
 
 
-class BundleDirectory:
+class BundleDirectory(CachedDirectory):
     def __init__(self, bundles: Path) -> None:
+        super().__init__()
         self.bundles = bundles
-        self._containers: dict[str, PodRef] = {}
-        self._pods: dict[str, PodRef] = {}
-        self._read_at = 0.0
-        self._problem: str | None = "not read yet"
 
-    def problem(self) -> str | None:
-        return self._problem
-
-    def check(self) -> None:
-        self._refresh()
-
-    def _refresh(self) -> None:
-        if time.monotonic() - self._read_at < REFRESH_SECONDS:
-            return
-        self._read_at = time.monotonic()
+    def read_all(self) -> tuple[dict[str, PodRef], dict[str, PodRef]]:
+        """A bundle read once is not read again while it exists."""
         try:
             entries = os.listdir(self.bundles)
         except OSError as error:
-            if self._problem is None:
-                log.warning("containerd's bundles at %s unreadable: %s", self.bundles, error)
-            self._problem = f"bundles at {self.bundles}: {error.strerror}"
-            return
-        self._problem = None
+            raise Unreadable(f"bundles at {self.bundles}: {error.strerror}") from None
         containers, pods = {}, {}
         for container_id in entries:
             known = self._containers.get(container_id)
@@ -72,7 +54,7 @@ class BundleDirectory:
             containers[container_id] = ref
             if ref.container_name == SANDBOX_CONTAINER_NAME and ref.pod_uid:
                 pods[ref.pod_uid] = ref
-        self._containers, self._pods = containers, pods
+        return containers, pods
 
     def _read(self, container_id: str) -> PodRef | None:
         try:
@@ -83,18 +65,3 @@ class BundleDirectory:
         if not isinstance(annotations, dict):
             return None
         return pod_ref({str(k): str(v) for k, v in annotations.items()})
-
-    def container(self, container_id: str, cgroup_path: str) -> PodRef | None:
-        """The pod of a container; the cgroup path's pod UID fills a missing UID."""
-        if container_id not in self._containers:
-            self._refresh()
-        ref = self._containers.get(container_id)
-        if ref is not None and ref.pod_uid is None:
-            uid = identify(cgroup_path).pod_uid
-            ref = PodRef(ref.pod_name, ref.namespace, uid, ref.container_name)
-        return ref
-
-    def pod(self, pod_uid: str) -> PodRef | None:
-        if pod_uid not in self._pods:
-            self._refresh()
-        return self._pods.get(pod_uid)

@@ -40,13 +40,24 @@ class PodDirectory(Protocol):
         ...
 
 
-class CriDirectory:
-    def __init__(self, socket: Path) -> None:
-        self.socket = socket
+class Unreadable(Exception):
+    """The runtime's answers cannot be read now; the message is the health problem."""
+
+
+class CachedDirectory:
+    """What both directories share: the answers by container ID and pod UID, re-read at
+    most once a refresh period (on a miss, or by check()), and the problem when they
+    cannot be. A subclass says how to read them all (read_all)."""
+
+    def __init__(self) -> None:
         self._containers: dict[str, PodRef] = {}
         self._pods: dict[str, PodRef] = {}
         self._read_at = 0.0
         self._problem: str | None = "not read yet"
+
+    def read_all(self) -> tuple[dict[str, PodRef], dict[str, PodRef]]:
+        """(pod of each container ID, pod of each pod UID); raises Unreadable."""
+        raise NotImplementedError
 
     def problem(self) -> str | None:
         return self._problem
@@ -59,35 +70,18 @@ class CriDirectory:
             return
         self._read_at = time.monotonic()
         try:
-            with CriClient(self.socket, timeout=5.0) as cri:
-                sandboxes = cri.list_pod_sandboxes()
-                containers = cri.list_containers()
-        except (CriError, OSError) as error:
+            self._containers, self._pods = self.read_all()
+        except Unreadable as error:
             if self._problem is None:
-                log.warning("CRI at %s unavailable: %s", self.socket, error)
-            self._problem = f"CRI at {self.socket}: {error}"
+                log.warning("pods cannot be looked up: %s", error)
+            self._problem = str(error)
             return
         if self._problem is not None:
-            log.info("CRI at %s readable", self.socket)
+            log.info("pods can be looked up (%s)", self._problem)
         self._problem = None
-        pods = {}
-        for sandbox in sandboxes:
-            ref = PodRef(sandbox.name, sandbox.namespace, sandbox.uid, SANDBOX_CONTAINER_NAME)
-            pods[sandbox.uid] = ref
-            self._containers[sandbox.id] = ref
-        self._pods = pods
-        for container in containers:
-            labels = container.labels
-            if POD_NAME in labels and POD_NAMESPACE in labels:
-                self._containers[container.id] = PodRef(
-                    pod_name=labels[POD_NAME],
-                    namespace=labels[POD_NAMESPACE],
-                    pod_uid=labels.get(POD_UID),
-                    container_name=labels.get(CONTAINER_NAME, container.name),
-                )
 
     def container(self, container_id: str, cgroup_path: str) -> PodRef | None:
-        """The pod of a container; the cgroup path's pod UID fills a missing UID label."""
+        """The pod of a container; the cgroup path's pod UID fills a missing UID."""
         if container_id not in self._containers:
             self._refresh()
         ref = self._containers.get(container_id)
@@ -100,3 +94,33 @@ class CriDirectory:
         if pod_uid not in self._pods:
             self._refresh()
         return self._pods.get(pod_uid)
+
+
+class CriDirectory(CachedDirectory):
+    def __init__(self, socket: Path) -> None:
+        super().__init__()
+        self.socket = socket
+
+    def read_all(self) -> tuple[dict[str, PodRef], dict[str, PodRef]]:
+        """A container once seen stays known (its labels do not change)."""
+        try:
+            with CriClient(self.socket, timeout=5.0) as cri:
+                sandboxes = cri.list_pod_sandboxes()
+                listed = cri.list_containers()
+        except (CriError, OSError) as error:
+            raise Unreadable(f"CRI at {self.socket}: {error}") from None
+        containers, pods = dict(self._containers), {}
+        for sandbox in sandboxes:
+            ref = PodRef(sandbox.name, sandbox.namespace, sandbox.uid, SANDBOX_CONTAINER_NAME)
+            pods[sandbox.uid] = ref
+            containers[sandbox.id] = ref
+        for container in listed:
+            labels = container.labels
+            if POD_NAME in labels and POD_NAMESPACE in labels:
+                containers[container.id] = PodRef(
+                    pod_name=labels[POD_NAME],
+                    namespace=labels[POD_NAMESPACE],
+                    pod_uid=labels.get(POD_UID),
+                    container_name=labels.get(CONTAINER_NAME, container.name),
+                )
+        return containers, pods
