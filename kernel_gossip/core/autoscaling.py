@@ -90,7 +90,15 @@ def _group_pods(
 ) -> tuple[int, set[str], set[str], set[str]]:
     """(ready count, unready pods, pods missing metrics, ignored pods), as groupPods:
     deleting and failed pods are ignored, pending ones unready; readiness only matters
-    for CPU, whose usage is unrepresentative while a pod starts."""
+    for CPU, whose usage is unrepresentative while a pod starts. No metrics or no pods is
+    the HPA's error, as both calculations report it."""
+    if not metrics:
+        raise MetricError(
+            f"unable to get metrics for resource {resource}: no metrics returned from "
+            "resource metrics API"
+        )
+    if not pods:
+        raise MetricError("no pods returned by selector while calculating replica count")
     ready, unready, missing, ignored = 0, set[str](), set[str](), set[str]()
     for pod in pods:
         if pod.deleting or pod.phase == "Failed":
@@ -147,13 +155,6 @@ def utilization_replicas(
     missing metrics counted at 100% of request on a scale-down and 0% on a scale-up,
     unready pods at 0% on a scale-up, deleting and failed pods left out, and no change
     within the tolerance or when those assumptions would reverse the direction."""
-    if not metrics:
-        raise MetricError(
-            f"unable to get metrics for resource {resource}: no metrics returned from "
-            "resource metrics API"
-        )
-    if not pods:
-        raise MetricError("no pods returned by selector while calculating replica count")
     ready, unready, missing, ignored = _group_pods(resource, pods, metrics, now)
     requests: dict[str, int] = {}
     for pod in pods:
@@ -202,13 +203,6 @@ def average_value_replicas(
     tolerance: float = TOLERANCE,
 ) -> ResourceRecommendation:
     """GetRawResourceReplicas (target type AverageValue): the plain-metric calculation."""
-    if not metrics:
-        raise MetricError(
-            f"unable to get metrics for resource {resource}: no metrics returned from "
-            "resource metrics API"
-        )
-    if not pods:
-        raise MetricError("no pods returned by selector while calculating replica count")
     ready, unready, missing, ignored = _group_pods(resource, pods, metrics, now)
     usage = {n: m.millis for n, m in metrics.items() if n not in unready | ignored}
     if not usage:

@@ -203,9 +203,8 @@ class Writer:
         async with lock:
             for _ in range(MAX_ATTEMPTS):
                 try:
-                    return await self._attempt(
-                        kind, signal_type, name, pod_namespace, spec, status_for
-                    )
+                    operation = await self._attempt(kind, name, pod_namespace, spec, status_for)
+                    return Written(kind, signal_type, name, operation)
                 except ApiError as error:
                     if error.status != 409:
                         raise
@@ -215,12 +214,11 @@ class Writer:
     async def _attempt(
         self,
         kind: CustomResource,
-        signal_type: str,
         name: str,
         pod_namespace: str,
         spec: JsonObject,
         status_for: StatusFor,
-    ) -> Written:
+    ) -> Operation:
         path = group_path(API_VERSION, self.namespace, kind.plural, name)
         current = await self.client.get(path)
         operation: Operation
@@ -259,4 +257,4 @@ class Writer:
             previous = current.get("status")
         status_path = group_path(API_VERSION, self.namespace, kind.plural, name, status=True)
         await self.client.replace(status_path, {**stored, "status": status_for(previous)})
-        return Written(kind, signal_type, name, operation)
+        return operation
