@@ -189,7 +189,8 @@ def assert_matches_cpu_stat(pod_name: str, container: str | None = None) -> dict
         container_cgroup(pod_name, container), lambda: read_whisper(f"{pod_name}-kw")
     )
     truth = whisper["spec"]["kernelTruth"]
-    assert abs(truth["throttledPercent"] - expected) <= 2.0, (truth, expected)
+    assert abs(truth["throttledPercent"] - expected.throttled_percent) <= 2.0, (truth, expected)
+    assert truth["cpuUsageCores"] == pytest.approx(expected.usage_cores, rel=0.03, abs=0.005)
     return whisper
 
 
@@ -225,8 +226,15 @@ def test_local_lab_comes_up_idempotent_and_goes_away_clean(
     spec = certificate["spec"]
     assert spec["podName"] in DEMO_PODS
     assert spec["totalSyscalls"] == sum(step["count"] for step in spec["syscallTimeline"])
+    assert spec["totalSyscalls"] >= sum(spec["syscalls"].values()) > 0
     assert {"mnt", "uts", "ipc", "pid"} <= set(spec["namespacesCreated"])  # runc, per pod spec
     assert spec["execs"] >= 2  # the sandbox's pause and the container's entrypoint
+    assert any(step["name"].endswith("entrypoint-exec") for step in spec["syscallTimeline"])
+    assert spec["mounts"] > 0
+    assert spec["cgroupWrites"] > 0
+    assert 0 < spec["durationMs"] < 60_000
+    pods = lab_cli("lab", "pods", "get", "--namespace", "kernel-gossip", "--json")
+    assert spec["podUid"] == next(p["uid"] for p in pods if p["name"] == spec["podName"])
 
     second = playbook()
     assert second["stats"]["localhost"]["changed"] == 0, "a second run changed something"

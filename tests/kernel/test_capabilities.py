@@ -61,6 +61,7 @@ def limited(kernel_prereqs: None, require: Require) -> Iterator[CgroupWorkload]:
     with CgroupWorkload(CgroupFs.detect(), f"/kernel-gossip-caps-{os.getpid()}", 0.05) as work:
         work.start(BUSY_LOOP)
         yield work
+    assert work.leftovers() == [], "the workload's cgroup stayed"
 
 
 @pytest.mark.kernel

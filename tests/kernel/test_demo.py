@@ -10,7 +10,6 @@ from cpu_stat_sampler import CpuStatSampler
 from cpu_stat_sampler import percent as percent_between
 
 from kernel_gossip.cli.demo import DEMO_CGROUP, METRICS_WINDOW_SECONDS, contrast
-from kernel_gossip.host.cgroupfs import CgroupFs
 from kernel_gossip.schema.report import ContainerCpuTruth
 
 CLI = str(Path(sys.executable).with_name("kernel-gossip"))
@@ -90,6 +89,13 @@ def test_demo_runs_and_cleans_up() -> None:
     assert abs(percent - percent_between(first, last)) <= 2.0
     truth_millicores = (last.usage_ns - first.usage_ns) / 1e6 / (last.at - first.at)
     assert millicores == pytest.approx(truth_millicores, rel=0.03, abs=5)
-    fs = CgroupFs.detect()
-    assert not fs.dir(DEMO_CGROUP).exists()
-    assert not fs.dir(str(Path(DEMO_CGROUP).parent)).exists()
+    # Gone from every hierarchy, found from the mount table, not through CgroupFs.
+    hierarchies = [
+        Path(line.split(" - ")[0].split()[4])
+        for line in Path("/proc/self/mountinfo").read_text().splitlines()
+        if line.partition(" - ")[2].split()[:1] in (["cgroup"], ["cgroup2"])
+    ]
+    assert hierarchies
+    for hierarchy in hierarchies:
+        assert not (hierarchy / DEMO_CGROUP.lstrip("/")).exists(), hierarchy
+        assert not (hierarchy / Path(DEMO_CGROUP.lstrip("/")).parent).exists(), hierarchy

@@ -105,6 +105,8 @@ class Measured:
     mode: KeyMode
     before: list[Truth]
     after: list[Truth]
+    runners: list[int]
+    """Each workload's processes: the most run queues its cgroup can be throttled on."""
 
     def container(self, index: int) -> ContainerCpuTruth:
         return self.report.containers[index]
@@ -119,7 +121,10 @@ def measure(fs: CgroupFs, workloads: list[CgroupWorkload]) -> Measured:
         time.sleep(WINDOW_SECONDS)
         report = observation.end()
         after = [read_truth(w) for w in workloads]
-        return Measured(report, observation.window_samples, observation.mode, before, after)
+        runners = [len(w.processes) for w in workloads]
+        return Measured(
+            report, observation.window_samples, observation.mode, before, after, runners
+        )
 
 
 @pytest.fixture(scope="module")
@@ -143,6 +148,7 @@ def make_workload(fs: CgroupFs) -> Iterator[MakeWorkload]:
     yield make
     for workload in reversed(made):  # the first made the shared root: it goes last
         workload.close()
+    assert [d for w in made for d in w.leftovers()] == [], "a workload's cgroup stayed"
 
 
 def assert_matches_truth(measured: Measured, index: int) -> None:
@@ -165,8 +171,9 @@ def assert_matches_truth(measured: Measured, index: int) -> None:
         / (after.at - before.at)
     )
     # The kernel adds a cfs_rq's throttled time when it is unthrottled, at most a period
-    # later, one cfs_rq per CPU: a window's edge can cut that much off either reading.
-    edge_s = CFS_PERIOD_S * (os.cpu_count() or 1)
+    # later, one cfs_rq per CPU the cgroup's tasks run on: a window's edge can cut that
+    # much off either reading.
+    edge_s = CFS_PERIOD_S * min(os.cpu_count() or 1, max(measured.runners[index], 1))
     assert container.throttled_seconds == pytest.approx(truth_throttled_s, rel=0.01, abs=edge_s)
 
 

@@ -38,6 +38,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from operator_harness import KERNEL_GOSSIP, Operator, get_resource, list_resources
 from signal_strategies import THROTTLE_FULL, BadRequest, bad_requests
+from timestamps import parse_time
 
 from kernel_gossip.agent.daemon import HANDLER_TIMEOUT_SECONDS, Agent, AgentConfig
 from kernel_gossip.agent.delivery import TIMEOUT_SECONDS, AgentMetrics, Delivery
@@ -197,7 +198,9 @@ def test_the_sender_must_name_the_pods_node_and_uid(lab_api: LabApi, workdir: Pa
         ]
         assert len(throttling) == 1, throttling  # one Event, counted, like the kubelet's
         assert throttling[0]["count"] == 3
-        assert throttling[0]["lastTimestamp"] >= throttling[0]["firstTimestamp"]
+        assert parse_time(throttling[0]["lastTimestamp"]) >= parse_time(
+            throttling[0]["firstTimestamp"]
+        )
     finally:
         assert hook.stop() == 0, hook.output()[-3000:]
 

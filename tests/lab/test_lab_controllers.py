@@ -12,12 +12,12 @@ import os
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from test_lab_stack import CLI, Lab, bridges, lab_processes, mounts_under
+from timestamps import parse_time
 
 from kernel_gossip.lab.apiserver import LabApi
 from kernel_gossip.lab.stack import OPERATOR_NAMESPACE
@@ -363,10 +363,6 @@ def seconds(duration: str) -> float:
     return 60 * float(minutes or 0) + float(rest.removesuffix("s"))
 
 
-def stamp(text: str) -> float:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-
-
 def ready_utilization(pods: list[Json], metrics: list[Json]) -> float | None:
     """The Metrics API's average over the ready pods, in percent of their requests: pods
     Running and Ready whose latest item covers a full window since they became ready
@@ -383,7 +379,9 @@ def ready_utilization(pods: list[Json], metrics: list[Json]) -> float | None:
             or pod["metadata"].get("deletionTimestamp")
         ):
             continue
-        if stamp(item["timestamp"]) < stamp(ready["lastTransitionTime"]) + seconds(item["window"]):
+        if parse_time(item["timestamp"]) < parse_time(ready["lastTransitionTime"]) + seconds(
+            item["window"]
+        ):
             continue
         used += sum(millicores(c["usage"]["cpu"]) for c in item["containers"])
         requested += sum(

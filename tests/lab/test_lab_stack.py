@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 import yaml
-from cpu_stat_sampler import whisper_over_sampled_window
+from cpu_stat_sampler import WindowTruth, whisper_over_sampled_window
 from lab_workloads import BURSTY_CONTAINER, bursty_pod
 from operator_harness import get_resource, list_resources
 
@@ -193,7 +193,7 @@ def bursty(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> str:
 
 def sampled_whisper(
     lab: Lab, pod: str, container: str | None = None
-) -> tuple[dict[str, Any], float]:
+) -> tuple[dict[str, Any], WindowTruth]:
     return whisper_over_sampled_window(
         container_cgroup(lab, pod, container),
         lambda: get_resource(
@@ -214,7 +214,8 @@ def expected_severity(percent: float) -> str:
 def test_throttled_pod_gets_a_kernel_whisper_matching_cpu_stat(lab: Lab, busy_loop: str) -> None:
     whisper, expected = sampled_whisper(lab, busy_loop)
     truth = whisper["spec"]["kernelTruth"]
-    assert abs(truth["throttledPercent"] - expected) <= 2.0
+    assert abs(truth["throttledPercent"] - expected.throttled_percent) <= 2.0
+    assert truth["cpuUsageCores"] == pytest.approx(expected.usage_cores, rel=0.03, abs=0.005)
     assert truth["cpuLimitCores"] == pytest.approx(0.2)
     assert truth["nrPeriods"] == pytest.approx(truth["windowSeconds"] * 10, abs=3)
     assert whisper["spec"]["podName"] == "busy-loop"
@@ -228,8 +229,10 @@ def test_bursty_pod_is_throttled_in_part_of_its_periods_as_cpu_stat_says(
 ) -> None:
     whisper, expected = sampled_whisper(lab, bursty, BURSTY_CONTAINER)
     truth = whisper["spec"]["kernelTruth"]
-    assert 30 <= expected <= 70, f"not bursty: cpu.stat counted {expected:.1f}% throttled"
-    assert abs(truth["throttledPercent"] - expected) <= 2.0
+    percent = expected.throttled_percent
+    assert 30 <= percent <= 70, f"not bursty: cpu.stat counted {percent:.1f}% throttled"
+    assert abs(truth["throttledPercent"] - percent) <= 2.0
+    assert truth["cpuUsageCores"] == pytest.approx(expected.usage_cores, rel=0.03, abs=0.005)
     assert truth["cpuLimitCores"] == pytest.approx(HALF_THROTTLED.limit_cores)
     assert whisper["status"]["severity"] == expected_severity(truth["throttledPercent"])
 

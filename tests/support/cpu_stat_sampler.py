@@ -81,12 +81,6 @@ class CpuStatSampler:
         assert abs(last.at - end) < 0.1, f"no sample near the window's end ({end})"
         return first, last
 
-    def percent_between(self, start: float, end: float) -> float:
-        first, last = self.between(start, end)
-        return (
-            100.0 * (last.nr_throttled - first.nr_throttled) / (last.nr_periods - first.nr_periods)
-        )
-
     def windows(self, seconds: float) -> list[tuple[Sample, Sample]]:
         """Every pair of samples `seconds` apart (within a sampling step)."""
         pairs = []
@@ -100,11 +94,19 @@ class CpuStatSampler:
 Whisper = dict[str, Any]
 
 
+@dataclass(frozen=True)
+class WindowTruth:
+    """What the kernel's counters say over one window."""
+
+    throttled_percent: float
+    usage_cores: float
+
+
 def whisper_over_sampled_window(
     cgroup: str, read_whisper: Callable[[], Whisper | None], timeout: float = 90
-) -> tuple[Whisper, float]:
+) -> tuple[Whisper, WindowTruth]:
     """The first KernelWhisper (as `read_whisper` fetches it) whose whole window cpu.stat
-    was sampled in, and the percent of periods cpu.stat counted as throttled in it."""
+    was sampled in, and what cpu.stat and cpuacct.usage counted in that window."""
 
     def window(whisper: Whisper) -> tuple[float, float]:
         end = datetime.fromisoformat(whisper["spec"]["observedAt"]).timestamp()
@@ -121,4 +123,6 @@ def whisper_over_sampled_window(
                 f"no KernelWhisper over a window sampled after {since}"
             )
             time.sleep(0.5)
-    return whisper, sampler.percent_between(*window(whisper))
+    first, last = sampler.between(*window(whisper))
+    usage = (last.usage_ns - first.usage_ns) / 1e9 / (last.at - first.at)
+    return whisper, WindowTruth(percent(first, last), usage)
