@@ -364,11 +364,12 @@ def evaluate_certificates(
     if expectation.total_syscalls_min is not None:
         lowest = min((cert.total_syscalls for cert in mine), default=None)
         outcomes.append(
-            Outcome(
+            _bounded(
                 f"{subject} totalSyscalls (lowest)",
-                "no certificate" if lowest is None else str(lowest),
-                f">= {expectation.total_syscalls_min}",
-                lowest is not None and lowest >= expectation.total_syscalls_min,
+                lowest,
+                ">=",
+                expectation.total_syscalls_min,
+                "no certificate",
             )
         )
     return outcomes
@@ -379,27 +380,20 @@ def evaluate_hpa(expectation: HpaExpectation, evidence: Evidence) -> list[Outcom
     replicas = [count for _, count in evidence.hpa_replicas.get((ref.namespace, ref.name), [])]
     subject = f"hpa {ref.namespace}/{ref.name} replicas"
     outcomes = []
+    most = max(replicas, default=None)
     if expectation.replicas_at_most is not None:
-        most = max(replicas, default=None)
-        outcomes.append(
-            Outcome(
-                f"{subject} (most)",
-                "never read" if most is None else str(most),
-                f"<= {expectation.replicas_at_most}",
-                most is not None and most <= expectation.replicas_at_most,
-            )
-        )
+        bound = expectation.replicas_at_most
+        outcomes.append(_bounded(f"{subject} (most)", most, "<=", bound, "never read"))
     if expectation.replicas_at_least is not None:
-        most = max(replicas, default=None)
-        outcomes.append(
-            Outcome(
-                f"{subject} (most)",
-                "never read" if most is None else str(most),
-                f">= {expectation.replicas_at_least}",
-                most is not None and most >= expectation.replicas_at_least,
-            )
-        )
+        bound = expectation.replicas_at_least
+        outcomes.append(_bounded(f"{subject} (most)", most, ">=", bound, "never read"))
     return outcomes
+
+
+def _bounded(subject: str, value: int | None, relation: str, bound: int, absent: str) -> Outcome:
+    """A figure against a bound (`>=` or `<=`); `absent` is what is said when none was read."""
+    holds = value is not None and (value >= bound if relation == ">=" else value <= bound)
+    return Outcome(subject, absent if value is None else str(value), f"{relation} {bound}", holds)
 
 
 def evaluate_recommendation(

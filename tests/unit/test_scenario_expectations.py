@@ -3,7 +3,14 @@ each edge, and a CR compared with that range."""
 
 import pytest
 
-from kernel_gossip.scenarios.expectations import CpuSample, distance, kernel_throttled_range
+from kernel_gossip.scenarios.expectations import (
+    CpuSample,
+    Evidence,
+    distance,
+    evaluate_hpa,
+    kernel_throttled_range,
+)
+from kernel_gossip.scenarios.spec import HpaExpectation
 
 
 def sample(at: float, periods: int, throttled: int) -> CpuSample:
@@ -46,3 +53,24 @@ def test_distance_is_zero_inside_and_the_gap_outside() -> None:
     assert distance(49.0, (48.6, 50.0)) == 0.0
     assert distance(52.9, (48.6, 50.0)) == pytest.approx(2.9)
     assert distance(45.0, (48.6, 50.0)) == pytest.approx(3.6)
+
+
+def hpa_outcomes(replicas: list[int], **bounds: int) -> list[tuple[str, str, bool]]:
+    evidence = Evidence(load_started=0.0, load_ended=10.0)
+    evidence.hpa_replicas[("default", "web")] = [(float(i), n) for i, n in enumerate(replicas)]
+    expectation = HpaExpectation.model_validate({"hpa": {"name": "web"}, **bounds})
+    return [(o.measured, o.bound, o.holds) for o in evaluate_hpa(expectation, evidence)]
+
+
+def test_hpa_replicas_are_held_to_each_bound_by_the_most_seen() -> None:
+    assert hpa_outcomes([2, 2], replicasAtMost=2) == [("2", "<= 2", True)]
+    assert hpa_outcomes([2, 3, 2], replicasAtMost=2) == [("3", "<= 2", False)]
+    assert hpa_outcomes([2, 4], replicasAtLeast=4, replicasAtMost=5) == [
+        ("4", "<= 5", True),
+        ("4", ">= 4", True),
+    ]
+    assert hpa_outcomes([2, 3], replicasAtLeast=4) == [("3", ">= 4", False)]
+
+
+def test_an_hpa_never_read_holds_no_bound() -> None:
+    assert hpa_outcomes([], replicasAtMost=9) == [("never read", "<= 9", False)]
