@@ -90,6 +90,13 @@ def _lie_picture(path: Path, evidence: dict[str, Any]) -> Path:
     axes.set_title(f"The metrics lie: {whisper['spec']['podName']} under a {limit} core limit")
     axes.legend(loc="lower left", fontsize=12)
     axes.grid(alpha=0.3)
+    return _saved(figure, path)
+
+
+def _saved(figure: Any, path: Path) -> Path:
+    """A slide-sized picture written and its figure freed (pyplot keeps every open one)."""
+    import matplotlib.pyplot as plt
+
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
@@ -120,10 +127,7 @@ def _timeline_picture(path: Path, certificate: dict[str, Any]) -> Path:
                    f"{spec['durationMs']:.0f} ms, {births} container births"
                    + (" (c0 = the sandbox)" if births > 1 else ""))  # fmt: skip
     axes.grid(axis="x", alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return _saved(figure, path)
 
 
 def _syscalls_picture(path: Path, certificate: dict[str, Any]) -> Path:
@@ -136,10 +140,7 @@ def _syscalls_picture(path: Path, certificate: dict[str, Any]) -> Path:
     axes.tick_params(labelsize=13)
     axes.set_xlabel("calls during the birth")
     axes.set_title(f"Top syscalls of {certificate['spec']['podName']}'s birth")
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return _saved(figure, path)
 
 
 def throttled_per_second(samples: Sequence[dict[str, float]]) -> list[tuple[float, float]]:
