@@ -69,6 +69,12 @@ class LabApi:
     ca_file: Path
     kubectl: Path  # Debian sid's, linked into dir/bin
 
+    @classmethod
+    def at(cls, directory: Path, server: str) -> "LabApi":
+        """The server started from `directory` (as `lab api start` lays it out), at `server`."""
+        layout = _Layout(directory)
+        return cls(layout.dir, server, layout.kubeconfig, layout.ca_file, layout.kubectl)
+
     @property
     def pod_log_root(self) -> Path:
         """The directory the server reads pods/log from, laid out as the kubelet lays out
@@ -210,7 +216,7 @@ class _Layout:
         return f"https://127.0.0.1:{ports.api}"
 
     def api(self, ports: Ports) -> LabApi:
-        return LabApi(self.dir, self.server(ports), self.kubeconfig, self.ca_file, self.kubectl)
+        return LabApi.at(self.dir, self.server(ports))
 
     def read_ports(self) -> Ports | None:
         try:

@@ -111,14 +111,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     except BaseException:
         subprocess.run([CLI, "lab", "down"], capture_output=True, timeout=300, env=env)
         raise
-    api_dir = lab_dir / "api"
-    api = LabApi(
-        api_dir,
-        status["apiServer"],
-        api_dir / "kubeconfig",
-        api_dir / "pki" / "ca.crt",
-        api_dir / "bin" / "kubectl",
-    )
+    api = LabApi.at(lab_dir / "api", status["apiServer"])
     yield Lab(lab_dir, status, api)
     down = subprocess.run(
         [CLI, "lab", "down"], capture_output=True, text=True, timeout=300, env=env

@@ -80,14 +80,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     except BaseException:
         subprocess.run([CLI, "lab", "down"], capture_output=True, timeout=300, env=env)
         raise
-    api_dir = lab_dir / "api"
-    api = LabApi(
-        api_dir,
-        status["apiServer"],
-        api_dir / "kubeconfig",
-        api_dir / "pki" / "ca.crt",
-        api_dir / "bin" / "kubectl",
-    )
+    api = LabApi.at(lab_dir / "api", status["apiServer"])
     running = Lab(lab_dir, status, api)
     yield running
     down = subprocess.run(
