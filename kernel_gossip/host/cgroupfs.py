@@ -1,9 +1,11 @@
 """Reads (and, for workloads we start, writes) cgroups on this host: the I/O side of cgroups.py."""
 
+import contextlib
 import errno
 import os
+import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,7 +62,7 @@ class CgroupFs:
             roots.append(Path(self.mounts.unified))
         for root in sorted(roots, key=lambda r: len(r.parts), reverse=True):
             if candidate.is_relative_to(root):
-                return "/" + str(candidate.relative_to(root)).removeprefix(".")
+                return _relative(candidate, root)
         if candidate.is_relative_to(CGROUP_ROOT):
             raise UserError(
                 f"{path} is not inside a mounted cgroup hierarchy "
@@ -109,7 +111,7 @@ class CgroupFs:
         top = self.dir(rel, hierarchy)
         base = hierarchy or self.cpu_root
         for dirpath, _dirnames, _files in os.walk(top):
-            yield "/" + str(Path(dirpath).relative_to(base)).removeprefix(".")
+            yield _relative(Path(dirpath), base)
 
     def procs(self, rel: str) -> list[int]:
         """Process IDs (tgids) directly in this cgroup."""
@@ -137,7 +139,7 @@ class CgroupFs:
         for dirpath, _dirs, _files in os.walk(root):
             try:
                 if os.stat(dirpath).st_ino == cgroup_id:
-                    return "/" + str(Path(dirpath).relative_to(root)).removeprefix(".")
+                    return _relative(Path(dirpath), root)
             except FileNotFoundError:
                 continue
         return None
@@ -154,6 +156,31 @@ class CgroupFs:
 
     def walk_cpu(self) -> Iterator[str]:
         return self.descendants("/")
+
+
+def _relative(directory: Path, root: Path) -> str:
+    """A cgroup's path as the kernel writes it: relative to its hierarchy, from "/"."""
+    return "/" + str(directory.relative_to(root)).removeprefix(".")
+
+
+def cgroup_pids(directory: Path) -> set[int]:
+    """The processes directly in a cgroup directory; none when it is gone."""
+    return set(_read_ids(directory / "cgroup.procs"))
+
+
+def kill_cgroup_processes(directories: Callable[[], Iterable[Path]], timeout: float) -> set[int]:
+    """SIGKILL the processes in the cgroup directories `directories()` lists (listed again
+    each round) until none is left, as runc empties a container's cgroup; returns those
+    still there when the timeout runs out."""
+    deadline = time.monotonic() + timeout
+    while pids := {pid for directory in directories() for pid in cgroup_pids(directory)}:
+        if time.monotonic() > deadline:
+            return pids
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
+    return set()
 
 
 def _read_ids(path: Path) -> list[int]:

@@ -6,17 +6,15 @@ kernel's cgroup id identifies it as it would identify a container.
 """
 
 import contextlib
-import os
 import signal
 import subprocess
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 from kernel_gossip.core.cgroups import CgroupMode
-from kernel_gossip.host.cgroupfs import CgroupFs, remove_cgroup
+from kernel_gossip.host.cgroupfs import CgroupFs, kill_cgroup_processes, remove_cgroup
 
 STRAGGLER_TIMEOUT_S = 10.0
 BUSY_LOOP = ["/bin/sh", "-c", "while :; do :; done"]
@@ -125,15 +123,7 @@ class CgroupWorkload:
     def _kill_stragglers(self, timeout: float = STRAGGLER_TIMEOUT_S) -> None:
         """SIGKILL what the started processes left in the cgroup (a bursty loop's
         background `sleep`), until the cgroup is empty, as runc empties a container's."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            pids = {pid for directory in self._dirs for pid in _cgroup_pids(directory)}
-            if not pids:
-                return
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            time.sleep(0.05)
+        kill_cgroup_processes(lambda: self._dirs, timeout)  # what stays shows in leftovers()
 
     def leftovers(self) -> list[Path]:
         """The directories this workload made that are still there after close."""
@@ -149,13 +139,6 @@ class CgroupWorkload:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def _cgroup_pids(directory: Path) -> set[int]:
-    try:
-        return {int(line) for line in (directory / "cgroup.procs").read_text().split()}
-    except FileNotFoundError:
-        return set()
 
 
 def _remove_cgroup(directory: Path) -> None:

@@ -4,23 +4,22 @@ each), the pod-level CPU and memory limits, and their removal with what is left 
 The ancestors a lab created are remembered in a file of the lab's and go when empty.
 """
 
-import contextlib
 import errno
 import os
-import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from kernel_gossip.core import podspec
 from kernel_gossip.core.cgroups import CgroupMode
 from kernel_gossip.errors import UserError
-from kernel_gossip.host.cgroupfs import CgroupFs, remove_cgroup
+from kernel_gossip.host.cgroupfs import CgroupFs, kill_cgroup_processes, remove_cgroup
 
 KILL_TIMEOUT_S = 10.0
 
 
-def _v1_cpu(fs: CgroupFs) -> CgroupFs:
+def _v1_cgroups() -> CgroupFs:
+    """This host's cgroups, where lab pods can have them: v1 or the hybrid layout."""
+    fs = CgroupFs.detect()
     if fs.mode is CgroupMode.V2:
         raise UserError("lab pods need the cgroup v1 cpu controller (hybrid or v1 layout)")
     return fs
@@ -29,10 +28,9 @@ def _v1_cpu(fs: CgroupFs) -> CgroupFs:
 def create_pod_cgroup(parent: str, config: podspec.PodCgroupConfig, ancestors: Path) -> None:
     """mkdir the pod cgroup in every hierarchy and write the pod-level CPU and memory
     limits, as the kubelet's pod container manager does before RunPodSandbox."""
-    fs = _v1_cpu(CgroupFs.detect())  # runc makes the containers' cgroups in every hierarchy
-    hierarchies = fs.hierarchies
+    fs = _v1_cgroups()
     created: list[str] = []
-    for hierarchy in hierarchies:
+    for hierarchy in fs.hierarchies:  # runc makes the containers' cgroups in each
         for ancestor in _ancestors(parent):
             folder = hierarchy / ancestor.lstrip("/")
             try:
@@ -47,10 +45,10 @@ def create_pod_cgroup(parent: str, config: podspec.PodCgroupConfig, ancestors: P
     if config.cpu_period_us is not None and config.cpu_quota_us is not None:
         fs.set_cpu_limit(parent, config.cpu_quota_us, config.cpu_period_us)
     if config.memory_limit_bytes is not None:
-        memory = next((h for h in hierarchies if (h / "memory.limit_in_bytes").exists()), None)
+        memory = fs.mounts.v1.get("memory")
         if memory is None:
             raise UserError("a memory limit needs the cgroup v1 memory controller")
-        (memory / parent.lstrip("/") / "memory.limit_in_bytes").write_text(
+        (fs.dir(parent, Path(memory)) / "memory.limit_in_bytes").write_text(
             str(config.memory_limit_bytes)
         )
 
@@ -115,30 +113,13 @@ def _walk_dirs(top: Path) -> Iterator[Path]:
 
 
 def _kill_cgroup_processes(parent: str, hierarchies: list[Path]) -> None:
-    deadline = time.monotonic() + KILL_TIMEOUT_S
-    while True:
-        pids = {
-            int(pid)
-            for hierarchy in hierarchies
-            if (hierarchy / parent.lstrip("/")).is_dir()
-            for folder in _walk_dirs(hierarchy / parent.lstrip("/"))
-            for pid in _read(folder / "cgroup.procs").split()
-        }
-        if not pids:
-            return
-        if time.monotonic() > deadline:
-            raise UserError(f"processes {sorted(pids)} in {parent} survive SIGKILL")
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.1)
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return ""
+    tops = [hierarchy / parent.lstrip("/") for hierarchy in hierarchies]
+    survivors = kill_cgroup_processes(
+        lambda: [folder for top in tops if top.is_dir() for folder in _walk_dirs(top)],
+        KILL_TIMEOUT_S,
+    )
+    if survivors:
+        raise UserError(f"processes {sorted(survivors)} in {parent} survive SIGKILL")
 
 
 def _rmdir_when_empty(folder: Path) -> None:

@@ -123,14 +123,12 @@ class Outcome:
 
 def _interpolate(samples: Sequence[CpuSample], moment: float) -> tuple[float, float] | None:
     """(nr_periods, nr_throttled) at `moment`, or None outside the sampled span."""
-    times = [sample.time for sample in samples]
-    if not times or moment < times[0] or moment > times[-1]:
+    around = _around(samples, moment)
+    if around is None:
         return None
-    index = bisect.bisect_left(times, moment)
-    after = samples[index]
-    if after.time == moment or index == 0:
+    before, after = around
+    if before is after:
         return float(after.nr_periods), float(after.nr_throttled)
-    before = samples[index - 1]
     share = (moment - before.time) / (after.time - before.time)
     return (
         before.nr_periods + share * (after.nr_periods - before.nr_periods),
