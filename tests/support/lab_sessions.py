@@ -18,6 +18,8 @@ Missing = Callable[[bool, str], None]
 
 
 def _to_terminal(prefix: str) -> Say:
+    """cli.console.progress_to_stderr, but on the real stderr: past pytest's capture."""
+
     def say(message: str) -> None:
         print(f"[{prefix}] {message}", file=sys.__stderr__, flush=True)
 
