@@ -236,8 +236,9 @@ def test_new_pod_gets_a_birth_certificate(lab: Lab) -> None:
     uid = lab.pod("nginx-monitored")["uid"]
 
     def complete_certificate() -> dict[str, Any] | None:
-        """The pod's certificate once it holds both births (sandbox and nginx): a loaded
-        node may report the sandbox first and refine the certificate when nginx starts."""
+        """The pod's certificate once it holds both births (sandbox and nginx) and its
+        status: a loaded node may report the sandbox first and refine the certificate when
+        nginx starts, and the operator writes the status subresource after the spec."""
         cert = get_resource(
             lab.api,
             OPERATOR_NAMESPACE,
@@ -245,10 +246,12 @@ def test_new_pod_gets_a_birth_certificate(lab: Lab) -> None:
             certificate_name(OPERATOR_NAMESPACE, "default", "nginx-monitored"),
         )
         phases = {step["name"] for step in cert["spec"]["syscallTimeline"]} if cert else set()
-        return cert if "c1-entrypoint-exec" in phases else None
+        return cert if "c1-entrypoint-exec" in phases and "status" in cert else None
 
     cert = wait_for(
-        "default.nginx-monitored-cert with both births", complete_certificate, timeout=300
+        "default.nginx-monitored-cert with both births and its status",
+        complete_certificate,
+        timeout=300,
     )
     spec = cert["spec"]
     assert spec["podUid"] == uid
