@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from agent_costs import KERNEL_GOSSIP, free_port
+from agent_costs import KERNEL_GOSSIP, cpu_seconds, free_port
 from stats import Figure, percentile
 
 from kernel_gossip.lab import apiserver
@@ -119,10 +119,17 @@ def figures(folder: Path, pods: int, readings: int, senders: int) -> list[Figure
                     if status != 202:
                         refused.append(status)
 
+        pids = {
+            "API server": int((api.dir / "apiserver.pid").read_text()),
+            "etcd": int((api.dir / "etcd.pid").read_text()),
+            "operator": operator.pid,
+        }
+        cpu_before = {who: cpu_seconds(pid) for who, pid in pids.items()}
         began = time.monotonic()
         with ThreadPoolExecutor(senders) as pool:
             list(pool.map(sender, [names[i::senders] for i in range(senders)]))
         elapsed = time.monotonic() - began
+        cpu_ms = {who: (cpu_seconds(pid) - cpu_before[who]) * 1000 for who, pid in pids.items()}
         wait_until = time.monotonic() + 30
         while len(readable.seen.keys() & sent.keys()) < len(sent) and time.monotonic() < wait_until:
             time.sleep(0.1)
@@ -150,6 +157,13 @@ def figures(folder: Path, pods: int, readings: int, senders: int) -> list[Figure
             "webhook POST -> CR readable",
             f"p50 {percentile(latencies, 0.5):.0f} ms, p99 {percentile(latencies, 0.99):.0f} ms",
             how,
+        ),
+        Figure(
+            "webhook_cpu_per_signal",
+            "webhook CPU per signal",
+            ", ".join(f"{who} {ms / total:.1f} ms" for who, ms in cpu_ms.items()),
+            f"{how}; CPU time (user + system, /proc/PID/stat) of each process while the "
+            "signals were sent, divided by the signals",
         ),
         Figure(
             "webhook_lost",

@@ -119,10 +119,12 @@ class KubeClient:
                 )
             return answer
 
-    async def get(self, path: str) -> JsonObject | None:
-        """The object, or None when the server says 404 (absent, or a type it does not serve)."""
+    async def get(self, path: str, *, cached: bool = False) -> JsonObject | None:
+        """The object, or None when the server says 404 (absent, or a type it does not serve).
+        cached=True asks for resourceVersion=0: the API server answers from its watch cache,
+        without a read from etcd, as the kubelet reads its pods (it may lag by moments)."""
         try:
-            return await self.request("GET", path)
+            return await self.request("GET", f"{path}?resourceVersion=0" if cached else path)
         except ApiError as error:
             if error.status == 404:
                 return None

@@ -1,6 +1,7 @@
 """What the cluster says about a pod: its Metrics API figure, limit, request and the HPA
 scaling its workload. Parsing is pure; the lookups treat "not there" as unknown."""
 
+import asyncio
 import logging
 import socket
 from datetime import UTC, datetime
@@ -104,10 +105,14 @@ def _cpu_utilization(metrics: Any, field: str) -> int | None:
     return None
 
 
-async def _optional(client: KubeClient, path: str, what: str) -> JsonObject | None:
-    """GET that reads refusals (403, 503 of an absent metrics-server) as unknown."""
+async def _optional(
+    client: KubeClient, path: str, what: str, *, cached: bool = True
+) -> JsonObject | None:
+    """GET that reads refusals (403, 503 of an absent metrics-server) as unknown. Pods, their
+    owners and HPAs come from the API server's watch cache (no etcd read per signal); the
+    Metrics API, which has none, is asked each time."""
     try:
-        return await client.get(path)
+        return await client.get(path, cached=cached)
     except ApiError as error:
         log.warning("cannot read %s (%s): treating it as unknown", what, error)
         return None
@@ -139,9 +144,14 @@ async def gather(
     client: KubeClient, namespace: str, pod_name: str, container: str | None
 ) -> tuple[PodFacts, JsonObject | None]:
     """The pod's facts, and the pod itself when the API has it."""
-    pod = await find_pod(client, namespace, pod_name)
-    metrics = await _optional(
-        client, group_path(METRICS_API, namespace, "pods", pod_name), "the Metrics API"
+    pod, metrics = await asyncio.gather(
+        find_pod(client, namespace, pod_name),
+        _optional(
+            client,
+            group_path(METRICS_API, namespace, "pods", pod_name),
+            "the Metrics API",
+            cached=False,
+        ),
     )
     metrics_cores = pod_metrics_cores(metrics, container) if metrics else None
     if pod is None:

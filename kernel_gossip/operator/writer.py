@@ -2,13 +2,17 @@
 then status (what the operator concludes), as one idempotent upsert.
 
 Optimistic concurrency throughout: the spec is replaced and the status written with the
-resourceVersion just read, and a 409 starts the round again from a fresh read, so two
-writers (two operator replicas, kopf's own annotations) never lose a throttle reading.
+resourceVersion last seen, and a 409 (or a 404: deleted meanwhile) starts the round again
+from a fresh read, so two writers (two operator replicas, kopf's own annotations, a user's
+kubectl) never lose a throttle reading. The resource as this writer last stored it is
+remembered, so a pod's next signal needs no read: two writes, not a read and two writes.
 """
 
 import asyncio
 import logging
+import random
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -50,6 +54,12 @@ log = logging.getLogger("kernel_gossip.operator")
 WRITTEN_BY = "kernel-gossip.dev/written-by"
 """Marks resources the webhook owns: kopf's handlers leave their status to the webhook."""
 MAX_ATTEMPTS = 8
+BACKOFF_SECONDS = 0.005
+"""The first wait after a conflict, doubled at each one (jittered): 8 conflicts wait at
+most 1.3 s in all, well inside the webhook's budget per signal."""
+REMEMBERED = 1024
+"""Resources remembered as last stored (the most recently written): about 1024 pods'
+worth of signals need no read; beyond that the oldest is read again when next written."""
 HISTORY = TypeAdapter(list[ThrottleReading])
 
 Operation = Literal["created", "updated"]
@@ -73,6 +83,10 @@ def check_sender_facts(signal: CpuThrottlePayload | PodCreationPayload, pod: Jso
 
 class ConflictsExhausted(Exception):
     """Other writers kept changing the resource between our read and write."""
+
+
+class Changed(Exception):
+    """The resource is not as last seen (409), or is gone (404): read it again."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +161,7 @@ class Writer:
     _locks: "weakref.WeakValueDictionary[str, asyncio.Lock]" = field(
         default_factory=weakref.WeakValueDictionary
     )
+    _stored: "OrderedDict[str, JsonObject]" = field(default_factory=OrderedDict)
 
     async def whisper(self, signal: CpuThrottlePayload) -> Written:
         facts, pod = await podfacts.gather(
@@ -199,17 +214,36 @@ class Writer:
         spec: JsonObject,
         status_for: StatusFor,
     ) -> Written:
-        lock = self._locks.setdefault(f"{kind.plural}/{name}", asyncio.Lock())
+        key = f"{kind.plural}/{name}"
+        lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
-            for _ in range(MAX_ATTEMPTS):
+            remembered = self._stored.pop(key, None)
+            reads = 0  # a round from the remembered resource is not one of the attempts
+            while reads < MAX_ATTEMPTS:
+                reads += remembered is None
                 try:
-                    operation = await self._attempt(kind, name, pod_namespace, spec, status_for)
-                    return Written(kind, signal_type, name, operation)
-                except ApiError as error:
-                    if error.status != 409:
-                        raise
-                    log.info("%s %s changed under us (%s): retrying", kind.kind, name, error.reason)
+                    operation, stored = await self._attempt(
+                        kind, name, pod_namespace, spec, status_for, remembered
+                    )
+                except Changed as change:
+                    log.info("%s %s changed under us (%s): retrying", kind.kind, name, change)
+                    if remembered is None and reads < MAX_ATTEMPTS:  # no writer starves
+                        await asyncio.sleep(random.uniform(0.5, 1) * BACKOFF_SECONDS * 2**reads)
+                    remembered = None
+                    continue
+                self._stored[key] = stored
+                if len(self._stored) > REMEMBERED:
+                    self._stored.popitem(last=False)
+                return Written(kind, signal_type, name, operation)
         raise ConflictsExhausted(f"{kind.kind} {name} kept changing: gave up after {MAX_ATTEMPTS}")
+
+    async def _replace(self, path: str, body: JsonObject) -> JsonObject:
+        try:
+            return await self.client.replace(path, body)
+        except ApiError as error:
+            if error.status in (404, 409):
+                raise Changed(error.reason) from None
+            raise
 
     async def _attempt(
         self,
@@ -218,9 +252,12 @@ class Writer:
         pod_namespace: str,
         spec: JsonObject,
         status_for: StatusFor,
-    ) -> Operation:
+        remembered: JsonObject | None,
+    ) -> tuple[Operation, JsonObject]:
+        """One round from the resource as remembered (else as read): (what was done, the
+        resource as stored)."""
         path = group_path(API_VERSION, self.namespace, kind.plural, name)
-        current = await self.client.get(path)
+        current = remembered if remembered is not None else await self.client.get(path)
         operation: Operation
         if current is None:
             body: JsonObject = {
@@ -230,11 +267,13 @@ class Writer:
                 "spec": spec,
             }
             collection = group_path(API_VERSION, self.namespace, kind.plural)
-            stored, operation, previous = (
-                await self.client.create(collection, body),
-                "created",
-                None,
-            )
+            try:
+                stored = await self.client.create(collection, body)
+            except ApiError as error:
+                if error.status == 409:  # created meanwhile by another writer
+                    raise Changed(error.reason) from None
+                raise
+            operation, previous = "created", None
         else:
             recorded = current.get("spec", {})
             if recorded.get("podNamespace") not in (None, pod_namespace) or recorded.get(
@@ -253,8 +292,8 @@ class Writer:
             metadata = current.get("metadata", {})
             annotations = {**(metadata.get("annotations") or {}), WRITTEN_BY: "webhook"}
             body = {**current, "metadata": {**metadata, "annotations": annotations}, "spec": spec}
-            stored, operation = await self.client.replace(path, body), "updated"
+            stored, operation = await self._replace(path, body), "updated"
             previous = current.get("status")
         status_path = group_path(API_VERSION, self.namespace, kind.plural, name, status=True)
-        await self.client.replace(status_path, {**stored, "status": status_for(previous)})
-        return operation
+        concluded = await self._replace(status_path, {**stored, "status": status_for(previous)})
+        return operation, concluded

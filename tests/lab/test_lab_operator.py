@@ -280,6 +280,41 @@ def test_same_signal_twice_is_one_resource_updated(operator: Operator, lab_api: 
     assert [r["throttledPercent"] for r in third["status"]["history"]] == [40.0, 60.0]
 
 
+def test_a_whisper_changed_or_deleted_by_hand_is_read_again(
+    operator: Operator, lab_api: LabApi
+) -> None:
+    """The writer remembers each resource as it stored it, so a pod's next signal needs no
+    read; a hand edit (409 on the remembered resourceVersion) or a delete (404) makes it
+    read the resource again, keeping the edit or starting afresh."""
+    name = kw_of("by-hand-demo")
+    delete_resource(lab_api, "kernel-gossip", KW, name)
+
+    def reading(minute: int, throttled: int) -> dict[str, Any]:
+        """Post a reading at T1 + minute, throttled of 150 periods; the resource after it."""
+        moment = T1 + timedelta(minutes=minute)
+        percent = throttled / 1.5
+        body = throttle("by-hand-demo", moment, throttle_percentage=percent, nr_throttled=throttled)
+        assert operator.post(body).status == 202
+        whisper = get_resource(lab_api, "kernel-gossip", KW, name)
+        assert whisper is not None
+        assert whisper["spec"]["observedAt"] == stamp(moment)
+        return whisper
+
+    reading(0, 60)
+    label = {"metadata": {"labels": {"team": "checkout"}}}
+    path = resource_path("kernel-gossip", KW, name)
+    lab_api.expect(200, "PATCH", path, label, content_type="application/merge-patch+json")
+    edited = reading(1, 75)
+    assert edited["metadata"]["labels"] == {"team": "checkout"}
+    assert [r["throttledPercent"] for r in edited["status"]["history"]] == [40.0, 50.0]
+
+    delete_resource(lab_api, "kernel-gossip", KW, name)
+    afresh = reading(2, 90)
+    assert afresh["metadata"]["uid"] != edited["metadata"]["uid"]
+    assert [r["throttledPercent"] for r in afresh["status"]["history"]] == [60.0]
+    assert operator.output().count(f"KernelWhisper {name} changed under us") >= 2
+
+
 def test_restart_between_two_signals_keeps_both(lab_api: LabApi, workdir: Path) -> None:
     namespace = "kg-restart"
     hook = Operator(lab_api, namespace, workdir).start()
@@ -317,7 +352,11 @@ def test_two_operators_writing_one_resource_lose_no_reading(lab_api: LabApi, wor
             replies = list(
                 pool.map(lambda i: (first, second)[i % 2].post(bodies[i]), range(len(bodies)))
             )
-        assert [r.status for r in replies] == [202] * 10, [r.body for r in replies]
+        logs = (first.output() + second.output()).splitlines()
+        assert [r.status for r in replies] == [202] * 10, (
+            [r.body for r in replies],
+            [line for line in logs if "changed under us" in line or "kept changing" in line],
+        )
         whisper = get_resource(lab_api, namespace, KW, kw_of("busy-demo", namespace))
         assert whisper is not None
         history = [r["observedAt"] for r in whisper["status"]["history"]]
