@@ -49,11 +49,11 @@ attempt switches kernel_gossip/probes/runqlat.py \
     's|involuntary_switches=self.involuntary_switches - earlier.involuntary_switches,|involuntary_switches=(self.involuntary_switches - earlier.involuntary_switches) // 2,|' \
     "$T::test_quota_two_busy_loops"
 attempt births-unbroken - - "$B"
-# In the sys_enter program (the first such test in the file): drop one syscall number.
+# In the raw sys_enter program (the first such test in the file): drop one syscall number.
 attempt births-total bpf/births.c \
-    '0,/if (!serial || !\*serial)$/s//if (!serial || !*serial || ctx->args[1] == NR_CLOSE)/' "$B"
+    '0,/if (!serial || !\*serial)$/s//if (!serial || !*serial || args->id == NR_CLOSE)/' "$B"
 attempt mounts bpf/births.c \
-    '0,/if (!serial || !\*serial)$/s//if (!serial || !*serial || ctx->args[1] == NR_UMOUNT2)/' "$B"
+    '0,/if (!serial || !\*serial)$/s//if (!serial || !*serial || args->id == NR_UMOUNT2)/' "$B"
 attempt namespaces kernel_gossip/core/births.py \
     's/namespaces_created=\[kind for kind in NAMESPACE_FLAGS if kind in created\],/namespaces_created=[kind for kind in NAMESPACE_FLAGS if kind in created and kind != "net"],/' \
     "$B"
