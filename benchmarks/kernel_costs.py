@@ -4,13 +4,16 @@ compile and attach each probe. On and off rounds alternate, in pairs whose order
 
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from containers import Fleet
 from native import Tools
-from probes import AgentProbes
+from probes import AgentProbes, EmptySysEnter
 from stats import Figure, differences, ratios
+
+State = TypeVar("State")
 
 
 @dataclass(frozen=True)
@@ -24,18 +27,30 @@ QUICK = Plan(rounds=3, syscalls=200_000, trips=10_000)
 FULL = Plan(rounds=30, syscalls=1_000_000, trips=50_000)
 
 
+def rotated(
+    rounds: int,
+    states: Sequence[State],
+    switch: Callable[[State], None],
+    sample: Callable[[], float],
+) -> dict[State, list[float]]:
+    """`rounds` samples in each state; the order within a round rotates (and flips for two
+    states), so no state always runs first."""
+    samples: dict[State, list[float]] = {state: [] for state in states}
+    for index in range(rounds):
+        shift = index % len(states)
+        for state in [*states[shift:], *states[:shift]]:
+            switch(state)
+            samples[state].append(sample())
+    return samples
+
+
 def interleaved(
     rounds: int, switch: Callable[[bool], None], sample: Callable[[], float]
 ) -> tuple[list[float], list[float]]:
-    """`rounds` pairs of (on, off) samples; the order within a pair alternates."""
-    on: list[float] = []
-    off: list[float] = []
-    for index in range(rounds):
-        for state in (True, False) if index % 2 == 0 else (False, True):
-            switch(state)
-            (on if state else off).append(sample())
+    """`rounds` pairs of (on, off) samples, left attached."""
+    samples = rotated(rounds, (True, False), switch, sample)
     switch(True)
-    return on, off
+    return samples[True], samples[False]
 
 
 class Births:
@@ -63,27 +78,43 @@ class Births:
 
 
 def syscall_figures(plan: Plan, tools: Tools, probes: AgentProbes, fleet: Fleet) -> list[Figure]:
-    wall: dict[bool, list[float]] = {True: [], False: []}
-    state = {"on": True}
+    wall: dict[str, list[float]] = {"agent": [], "off": [], "floor": []}
+    state = {"now": "agent"}
+    floor = EmptySysEnter()
 
-    def switch(on: bool) -> None:
-        state["on"] = on
+    def switch(to: str) -> None:
+        state["now"] = to
+        probes.attached(to == "agent")
+        floor.attached(to == "floor")
+
+    def agent_only(on: bool) -> None:
+        state["now"] = "agent" if on else "off"
         probes.attached(on)
 
     def sample() -> float:
         cpu, wall_ns = tools.ns_per_syscall(plan.syscalls)
-        wall[state["on"]].append(wall_ns)
+        wall[state["now"]].append(wall_ns)
         return cpu
 
-    on, off = interleaved(plan.rounds, switch, sample)
-    idle_wall = differences(wall[True], wall[False])
-    wall = {True: [], False: []}
+    try:
+        idle = rotated(plan.rounds, ("agent", "off", "floor"), switch, sample)
+    finally:
+        floor.attached(False)
+        floor.close()
+        probes.attached(True)
+    on, off = idle["agent"], idle["off"]
+    idle_wall = differences(wall["agent"], wall["off"])
+    wall = {"agent": [], "off": []}
     with Births(fleet) as births:
-        busy_on, busy_off = interleaved(plan.rounds, switch, sample)
-    how = (
+        busy_on, busy_off = interleaved(plan.rounds, agent_only, sample)
+    loop = (
         f"C loop of syscall(SYS_getppid), {plan.syscalls:,} calls per round timed by the "
-        "thread's CPU clock, agent's probes (births.c + runqlat.c) attached vs detached, "
-        f"{plan.rounds} interleaved pairs; median (min to max) of the per-pair difference"
+        "thread's CPU clock"
+    )
+    how = (
+        f"{loop}, {plan.rounds} rounds of: the agent's probes (births.c + runqlat.c) "
+        "attached, nothing attached, a raw sys_enter program that returns at once attached, "
+        "in rotating order; median (min to max) of the per-round difference"
     )
     return [
         Figure("syscall_ns_bare", "syscall cost, no probe", f"{min(off):.0f} ns (best round)", how),
@@ -100,6 +131,18 @@ def syscall_figures(plan: Plan, tools: Tools, probes: AgentProbes, fleet: Fleet)
             how.replace("thread's CPU clock", "wall clock (counts time other work takes)"),
         ),
         Figure(
+            "syscall_ns_floor",
+            "ns added per syscall, empty raw sys_enter program",
+            differences(idle["floor"], off).text(1),
+            f"{how}: the least any probe that keeps sys_enter attached costs",
+        ),
+        Figure(
+            "syscall_ns_above_floor",
+            "ns the agent adds beyond that floor",
+            differences(on, idle["floor"]).text(1),
+            f"{how}: agent attached minus the empty program attached",
+        ),
+        Figure(
             "syscall_ratio_idle",
             "syscall time ratio on/off, agent idle",
             ratios(on, off).text(),
@@ -109,8 +152,9 @@ def syscall_figures(plan: Plan, tools: Tools, probes: AgentProbes, fleet: Fleet)
             "syscall_ns_added_births",
             "ns added per syscall, containers starting",
             differences(busy_on, busy_off).text(1),
-            f"{how}; meanwhile `runc run` of busybox /bin/true back to back "
-            f"({births.started} starts)",
+            f"{loop}, agent's probes attached vs detached, {plan.rounds} interleaved pairs; "
+            "median (min to max) of the per-pair difference; meanwhile `runc run` of busybox "
+            f"/bin/true back to back ({births.started} starts)",
         ),
     ]
 

@@ -40,6 +40,23 @@ class Attachments:
                 self.bpf.attach_raw_tracepoint(tp=tp, fn_name=b"raw_tracepoint__" + tp)
 
 
+class EmptySysEnter:
+    """A program on the raw sys_enter tracepoint that returns at once: what any probe that
+    keeps sys_enter attached costs at the least (the slow path, the tracepoint's call)."""
+
+    def __init__(self) -> None:
+        from bcc import BPF
+
+        self.bpf = BPF(text=b"RAW_TRACEPOINT_PROBE(sys_enter) { return 0; }")
+        self.part = Attachments(self.bpf)
+
+    def attached(self, on: bool) -> None:
+        self.part.attach() if on else self.part.detach()
+
+    def close(self) -> None:
+        self.bpf.cleanup()
+
+
 @dataclass(frozen=True)
 class Certified:
     """A certificate as it came out of BirthWatch, and when (monotonic and wall clock)."""

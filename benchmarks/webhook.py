@@ -147,7 +147,7 @@ def figures(folder: Path, pods: int, readings: int, senders: int) -> list[Figure
     total = len(sent)
     how = (
         f"{total} valid cpu_throttle signals for {pods} pods ({readings} each) from {senders} "
-        "concurrent senders to `kernel-gossip operator` (as on branch bench) and the lab API "
+        "concurrent senders to `kernel-gossip operator` (this checkout) and the lab API "
         "server on this machine; latency from POST sent to the reading seen by a watch"
     )
     return [

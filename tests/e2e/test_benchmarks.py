@@ -19,6 +19,8 @@ FIGURE_KEYS = {
     "syscall_ns_bare",
     "syscall_ns_added_idle",
     "syscall_ns_added_idle_wall",
+    "syscall_ns_floor",
+    "syscall_ns_above_floor",
     "syscall_ratio_idle",
     "syscall_ns_added_births",
     "ctxswitch_ns_bare",
@@ -35,6 +37,7 @@ FIGURE_KEYS = {
     "agent_cpu_high",
     "webhook_signals_per_s",
     "webhook_latency_ms",
+    "webhook_cpu_per_signal",
     "webhook_lost",
 }
 
