@@ -350,13 +350,16 @@ for _plural, _handler in (
     OPERATOR_USES |= {
         ("kernel-gossip.dev", _plural, "get"): (
             r"path = group_path\(API_VERSION, self\.namespace, kind\.plural, name\)",
-            r"current = await self\.client\.get\(path\)",
+            r"remembered if remembered is not None else await self\.client\.get\(path\)",
         ),
         ("kernel-gossip.dev", _plural, "create"): (
             r"collection = group_path\(API_VERSION, self\.namespace, kind\.plural\)",
             r"await self\.client\.create\(collection, body\)",
         ),
-        ("kernel-gossip.dev", _plural, "update"): r"await self\.client\.replace\(path, body\)",
+        ("kernel-gossip.dev", _plural, "update"): (
+            r"return await self\.client\.replace\(path, body\)",
+            r"await self\._replace\(path, body\)",
+        ),
         # kopf lists, watches and patches (its progress annotations) what it handles.
         (
             "kernel-gossip.dev",
@@ -375,7 +378,7 @@ for _plural, _handler in (
         ): rf"@kopf\.on\.create\(\s*GROUP,\s*VERSION,\s*{_handler}\.plural",
         ("kernel-gossip.dev", f"{_plural}/status", "update"): (
             r"status_path = group_path\(API_VERSION, .*status=True\)",
-            r"await self\.client\.replace\(status_path,",
+            r"await self\._replace\(status_path,",
         ),
         ("kernel-gossip.dev", f"{_plural}/status", "patch"): r"patch\.status\.update\(",
     }
